@@ -1,0 +1,15 @@
+"""reflstm: what a Keras LSTM computes, step by step, in NumPy.
+
+    ref = reflstm.LSTM.from_keras(layer)     # or reflstm.LSTM(kernel, recurrent_kernel, bias)
+    y = ref(x)                               # what layer(x) returns
+    tr = ref.trace(x)                        # tr.i, tr.f, tr.c_tilde, tr.o, tr.c, tr.h per step
+
+The equations are in `reflstm.equations`.
+"""
+
+from reflstm.errors import ReflstmError
+from reflstm.lstm import LSTM
+from reflstm.trace import Preactivation, Trace
+
+__all__ = ["LSTM", "Trace", "Preactivation", "ReflstmError"]
+__version__ = "0.1.0"

@@ -1,0 +1,270 @@
+"""Activation functions, by the names Keras accepts, as NumPy functions.
+
+Keras 3 (`keras`) and Keras 2 (`tf_keras`) accept different sets of names, and one name,
+``hard_sigmoid``, means two different functions:
+
+    Keras 3:  hard_sigmoid(x) = relu6(x + 3) / 6        (slope 1/6, saturates at |x| = 3)
+    Keras 2:  hard_sigmoid(x) = clip(0.2 * x + 0.5, 0, 1) (slope 0.2, saturates at |x| = 2.5)
+
+so a name is always looked up in the table of one Keras version (`get(name, keras_version)`).
+Each function follows the formula of the TensorFlow op Keras calls (the source is named beside
+it), keeps the input's dtype, and raises no floating-point warning for extreme inputs: where
+TensorFlow saturates or overflows to inf, so does the function here, silently.
+"""
+
+import numpy as np
+
+from reflstm.errors import refuse
+
+__all__ = ["get", "names"]
+
+
+def sigmoid(x):
+    # tf.nn.sigmoid; written with exp(-|x|) so that neither branch can overflow.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def tanh(x):
+    return np.tanh(x)
+
+
+def linear(x):
+    return x
+
+
+def relu(x):
+    return np.maximum(x, 0)
+
+
+def relu6(x):
+    return np.clip(x, 0, 6)
+
+
+def _leaky_relu(alpha):
+    def leaky_relu(x):
+        # tf.nn.leaky_relu with 0 < alpha < 1: max(x, alpha * x)
+        return np.maximum(x, alpha * x)
+
+    return leaky_relu
+
+
+def elu(x):
+    # tf.nn.elu: x for x > 0, expm1(x) otherwise
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def selu(x):
+    # tf.nn.selu
+    scale, alpha = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+    return scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def celu(x):
+    # keras/src/backend/tensorflow/nn.py celu, alpha = 1
+    return np.maximum(x, 0) + np.expm1(np.minimum(x, 0))
+
+
+def softplus(x):
+    # tf.math.softplus: log(1 + exp(x)), computed without overflow
+    return np.logaddexp(0, x)
+
+
+def softsign(x):
+    return x / (1 + np.abs(x))
+
+
+def silu(x):
+    # tf.nn.silu: x * sigmoid(x)
+    return x * sigmoid(x)
+
+
+def mish(x):
+    return x * np.tanh(softplus(x))
+
+
+def exponential(x):
+    # tf.exp overflows to inf without a word; so does this.
+    with np.errstate(over="ignore"):
+        return np.exp(x)
+
+
+def gelu(x):
+    # tf.nn.gelu(approximate=False): 0.5 * x * erfc(-x / sqrt(2)); Keras 3 and tf_keras both
+    # pass approximate=False for the activation named "gelu".
+    from scipy.special import erfc  # imported here so that `import reflstm` stays light
+
+    return 0.5 * x * erfc(-x * x.dtype.type(0.7071067811865476))
+
+
+def hard_sigmoid_keras3(x):
+    # keras/src/backend/tensorflow/nn.py hard_sigmoid: relu6(x + 3) / 6
+    return relu6(x + 3) / 6
+
+
+def hard_sigmoid_keras2(x):
+    # tf_keras/src/backend.py hard_sigmoid: clip(x * 0.2 + 0.5, 0, 1)
+    return np.clip(x * x.dtype.type(0.2) + x.dtype.type(0.5), 0, 1)
+
+
+def hard_silu(x):
+    return x * hard_sigmoid_keras3(x)
+
+
+def hard_tanh(x):
+    return np.clip(x, -1, 1)
+
+
+def hard_shrink(x):
+    return np.where(np.abs(x) > 0.5, x, 0)
+
+
+def soft_shrink(x):
+    return np.where(x > 0.5, x - 0.5, np.where(x < -0.5, x + 0.5, 0))
+
+
+def tanh_shrink(x):
+    return x - np.tanh(x)
+
+
+def sparse_plus(x):
+    return np.where(x <= -1, 0, np.where(x < 1, (x + 1) ** 2 / 4, x))
+
+
+def sparse_sigmoid(x):
+    return np.where(x <= -1, 0, np.where(x >= 1, 1, 0.5 * (x + 1)))
+
+
+def squareplus(x):
+    # keras/src/backend/tensorflow/nn.py squareplus with b = 4
+    return (x + np.sqrt(np.square(x) + 4)) / 2
+
+
+def log_sigmoid(x):
+    # tf.math.log_sigmoid = -softplus(-x)
+    return -softplus(-x)
+
+
+def softmax(x):
+    # tf.nn.softmax over the last axis: one gate's units.
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax(x):
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def sparsemax(x):
+    # keras/src/backend/tensorflow/nn.py sparsemax, over the last axis, as written there: its
+    # threshold sums the cumulative sums over the support, (sum_{j<=k} cumsum_j - 1) / k,
+    # where the textbook sparsemax uses (cumsum_k - 1) / k. reflstm reproduces Keras.
+    x_sorted = -np.sort(-x, axis=-1)
+    cumsum = np.cumsum(x_sorted, axis=-1)
+    r = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    support = x_sorted - (cumsum - 1) / r > 0
+    k = np.sum(support, axis=-1, keepdims=True).astype(x.dtype)
+    tau = (np.sum(np.where(support, cumsum, 0), axis=-1, keepdims=True) - 1) / k
+    return np.maximum(x - tau, 0)
+
+
+def _thresholded_relu(x):
+    # tf_keras ThresholdedReLU layer, theta = 1.0: x * (x > theta)
+    return x * (x > 1).astype(x.dtype)
+
+
+_COMMON = {
+    "linear": linear,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "relu6": relu6,
+    "leaky_relu": _leaky_relu(0.2),
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "silu": silu,
+    "swish": silu,
+    "mish": mish,
+    "exponential": exponential,
+    "gelu": gelu,
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+}
+
+_TABLES = {
+    3: {
+        **_COMMON,
+        "hard_sigmoid": hard_sigmoid_keras3,
+        "celu": celu,
+        "hard_silu": hard_silu,
+        "hard_swish": hard_silu,
+        "hard_tanh": hard_tanh,
+        "hard_shrink": hard_shrink,
+        "soft_shrink": soft_shrink,
+        "tanh_shrink": tanh_shrink,
+        "sparse_plus": sparse_plus,
+        "sparse_sigmoid": sparse_sigmoid,
+        "squareplus": squareplus,
+        "log_sigmoid": log_sigmoid,
+        "sparsemax": sparsemax,
+    },
+    2: {
+        **_COMMON,
+        "hard_sigmoid": hard_sigmoid_keras2,
+        # tf_keras also resolves the names of its activation layer classes, and builds the
+        # layer with its default arguments (tf_keras/src/activations.py deserialize).
+        "ReLU": relu,
+        "ELU": elu,
+        # LeakyReLU's default alpha is 0.3, stored as float32 (tf_keras LeakyReLU layer).
+        "LeakyReLU": _leaky_relu(float(np.float32(0.3))),
+        "Softmax": softmax,
+        "ThresholdedReLU": _thresholded_relu,
+    },
+}
+
+# Names Keras accepts that an LSTM cell cannot use, and why.
+_UNUSABLE = {
+    "glu": "glu halves the units axis, so the gate and state shapes no longer match "
+    "(Keras fails on it too)",
+    "threshold": "threshold needs two arguments that an activation name cannot give "
+    "(Keras fails on it too)",
+    "PReLU": "PReLU carries trainable weights of its own, which an LSTM layer does not store",
+}
+
+
+def names(keras_version):
+    """The activation names a Keras version accepts for an LSTM, sorted."""
+    return sorted(_table(keras_version))
+
+
+def get(name, keras_version, argument="activation"):
+    """The NumPy function that Keras `keras_version` (3 or 2) uses for activation `name`."""
+    table = _table(keras_version)
+    if name is None:
+        return linear  # Keras: None means linear
+    if not isinstance(name, str):
+        raise refuse(argument, f"an activation name (one of {', '.join(sorted(table))})", name)
+    if name in _UNUSABLE:
+        raise refuse(argument, "an activation an LSTM cell can use", f"{name!r}: {_UNUSABLE[name]}")
+    if name not in table:
+        other = 2 if keras_version == 3 else 3
+        hint = (
+            f" ({name!r} is a Keras {other} name; pass keras_version={other})"
+            if name in _TABLES[other]
+            else ""
+        )
+        raise refuse(
+            argument,
+            f"one of the Keras {keras_version} activations {', '.join(sorted(table))}",
+            f"{name!r}{hint}",
+        )
+    return table[name]
+
+
+def _table(keras_version):
+    if keras_version not in _TABLES:
+        raise refuse("keras_version", "3 (keras) or 2 (tf_keras)", keras_version)
+    return _TABLES[keras_version]

@@ -1,0 +1,148 @@
+"""Reading a live Keras 3 or tf_keras LSTM layer into reflstm's arguments.
+
+Nothing here imports Keras or TensorFlow: the layer object the caller holds is read through its
+attributes, and its Keras version is told by the package its class comes from.
+"""
+
+import numpy as np
+
+from reflstm.errors import refuse
+
+__all__ = ["lstm_arguments"]
+
+# The modules whose LSTM and LSTMCell classes reflstm reproduces, by Keras version.
+_LSTM_MODULES = {
+    3: ("keras.src.layers.rnn.lstm",),
+    2: ("tf_keras.src.layers.rnn.lstm", "tf_keras.src.layers.rnn.lstm_v1"),
+}
+_RNN_MODULES = {3: ("keras.src.layers.rnn.rnn",), 2: ("tf_keras.src.layers.rnn.base_rnn",)}
+
+# tf_keras exposes these TensorFlow functions under its own activation names.
+_TF_FUNCTIONS_IN_TF_KERAS = ("leaky_relu", "relu6", "log_softmax", "silu")
+# tf_keras activation layers that an activation name builds with their default arguments.
+_TF_KERAS_ACTIVATION_LAYERS = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
+
+
+def lstm_arguments(layer):
+    """The `reflstm.LSTM` keyword arguments of a Keras layer, and its states if stateful (else None)."""
+    keras_version = _keras_version(layer)
+    cell = _lstm_cell(layer, keras_version)
+    if getattr(cell, "kernel", None) is None:
+        raise refuse(
+            "layer",
+            "a built layer (call it on an input, or build it, first)",
+            f"the unbuilt layer {layer.name!r}",
+        )
+    _refuse_mixed_precision(layer)
+    if getattr(layer, "time_major", False):
+        raise refuse("layer", "a batch-major layer (time_major=False)", "time_major=True")
+
+    arguments = dict(
+        kernel=_numpy(cell.kernel),
+        recurrent_kernel=_numpy(cell.recurrent_kernel),
+        bias=_numpy(cell.bias) if cell.use_bias else None,
+        activation=_activation_name(cell.activation, keras_version, "activation"),
+        recurrent_activation=_activation_name(
+            cell.recurrent_activation, keras_version, "recurrent_activation"
+        ),
+        return_sequences=bool(layer.return_sequences),
+        return_state=bool(layer.return_state),
+        go_backwards=bool(layer.go_backwards),
+        stateful=bool(layer.stateful),
+        zero_output_for_mask=bool(getattr(layer, "zero_output_for_mask", False)),
+        keras_version=keras_version,
+    )
+    states = None
+    if layer.stateful:
+        held = getattr(layer, "states", None)
+        if held is not None and all(s is not None for s in held):
+            states = [_numpy(s) for s in held]
+    return arguments, states
+
+
+def _keras_version(layer):
+    package = type(layer).__module__.split(".")[0]
+    if package == "keras":
+        return 3
+    if package == "tf_keras":
+        return 2
+    raise refuse(
+        "layer",
+        "a Keras 3 (keras) or Keras 2 (tf_keras) LSTM layer",
+        f"an object of class {type(layer).__module__}.{type(layer).__qualname__}",
+    )
+
+
+def _lstm_cell(layer, keras_version):
+    kind = type(layer)
+    where = f"layer {getattr(layer, 'name', '?')!r} of class {kind.__name__}"
+    if kind.__name__ == "LSTM" and kind.__module__ in _LSTM_MODULES[keras_version]:
+        return layer.cell
+    if kind.__name__ == "RNN" and kind.__module__ in _RNN_MODULES[keras_version]:
+        cell = layer.cell
+        cell_kind = type(cell)
+        if cell_kind.__name__ == "LSTMCell" and cell_kind.__module__ in _LSTM_MODULES[keras_version]:
+            return cell
+        where += f" with a cell of class {cell_kind.__name__}"
+    if kind.__name__ == "Bidirectional":
+        where += " (convert its forward_layer and backward_layer one at a time)"
+    raise refuse("layer", "a Keras LSTM layer or RNN(LSTMCell)", where)
+
+
+def _refuse_mixed_precision(layer):
+    compute, variable = getattr(layer, "compute_dtype", None), getattr(layer, "variable_dtype", None)
+    if variable is None:  # tf_keras names the variable dtype `dtype`
+        variable = getattr(layer, "dtype", None)
+    if compute is not None and variable is not None and str(compute) != str(variable):
+        raise refuse(
+            "layer",
+            "one dtype for weights and computation",
+            f"a mixed-precision layer (weights {variable}, computation {compute})",
+        )
+
+
+def _activation_name(fn, keras_version, argument):
+    """The name, in Keras `keras_version`'s activation table, of the activation object `fn`."""
+    module = getattr(fn, "__module__", None) or ""
+    name = getattr(fn, "__name__", None)
+    if keras_version == 3 and module.startswith("keras.src.activations"):
+        return name
+    if keras_version == 2 and module.startswith("tf_keras.src.activations"):
+        return name
+    if keras_version == 2 and module.startswith("tensorflow.") and name in _TF_FUNCTIONS_IN_TF_KERAS:
+        return name
+    # tanh and sigmoid given as TensorFlow or keras.ops functions (Keras's cuDNN check lists them).
+    if module.startswith(("tensorflow.", "keras.src.ops")) and name in ("tanh", "sigmoid"):
+        return name
+    kind = type(fn)
+    if (
+        keras_version == 2
+        and kind.__module__.startswith("tf_keras.src.layers.activation")
+        and kind.__name__ in _TF_KERAS_ACTIVATION_LAYERS
+    ):
+        if _config(fn) != _config(kind()):
+            raise refuse(
+                argument,
+                f"a {kind.__name__} activation layer with its default arguments",
+                f"one configured as {_config(fn)}",
+            )
+        return kind.__name__
+    raise refuse(argument, f"a built-in Keras {keras_version} activation", describe_callable(fn))
+
+
+def describe_callable(fn):
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None) or type(fn).__module__
+    return f"{module}.{name}"
+
+
+def _config(activation_layer):
+    config = dict(activation_layer.get_config())
+    for key in ("name", "trainable", "dtype"):
+        config.pop(key, None)
+    return {key: np.asarray(value).tolist() for key, value in config.items()}
+
+
+def _numpy(variable):
+    """A Keras 3 or TensorFlow variable's value as a NumPy array."""
+    return np.array(variable.numpy() if hasattr(variable, "numpy") else variable)
