@@ -42,6 +42,9 @@ def relu6(x):
 
 
 def _leaky_relu(alpha):
+    # tf.nn.leaky_relu holds alpha in a float32 attribute, also for float64 tensors.
+    alpha = float(np.float32(alpha))
+
     def leaky_relu(x):
         # tf.nn.leaky_relu with 0 < alpha < 1: max(x, alpha * x)
         return np.maximum(x, alpha * x)
@@ -90,11 +93,12 @@ def exponential(x):
 
 
 def gelu(x):
-    # tf.nn.gelu(approximate=False): 0.5 * x * erfc(-x / sqrt(2)); Keras 3 and tf_keras both
-    # pass approximate=False for the activation named "gelu".
+    # tf.nn.gelu(approximate=False): 0.5 * x * erfc(-x * 0.7071067811865476); Keras 3 and
+    # tf_keras both pass approximate=False for the activation named "gelu". TensorFlow makes the
+    # constant a float32 tensor before casting it, so float64 runs use float32(1/sqrt(2)) too.
     from scipy.special import erfc  # imported here so that `import reflstm` stays light
 
-    return 0.5 * x * erfc(-x * x.dtype.type(0.7071067811865476))
+    return 0.5 * x * erfc(-x * x.dtype.type(np.float32(0.7071067811865476)))
 
 
 def hard_sigmoid_keras3(x):
@@ -218,8 +222,7 @@ _TABLES = {
         # layer with its default arguments (tf_keras/src/activations.py deserialize).
         "ReLU": relu,
         "ELU": elu,
-        # LeakyReLU's default alpha is 0.3, stored as float32 (tf_keras LeakyReLU layer).
-        "LeakyReLU": _leaky_relu(float(np.float32(0.3))),
+        "LeakyReLU": _leaky_relu(0.3),  # the LeakyReLU layer's default alpha
         "Softmax": softmax,
         "ThresholdedReLU": _thresholded_relu,
     },
@@ -235,13 +238,21 @@ _UNUSABLE = {
 }
 
 
+# tf_keras builds these activation layers with the default float32 policy, so a float64 LSTM
+# multiplies float64 by float32 and fails (tf_keras/src/activations.py deserialize).
+_FLOAT32_ONLY = {2: ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU"), 3: ()}
+
+
 def names(keras_version):
     """The activation names a Keras version accepts for an LSTM, sorted."""
     return sorted(_table(keras_version))
 
 
-def get(name, keras_version, argument="activation"):
-    """The NumPy function that Keras `keras_version` (3 or 2) uses for activation `name`."""
+def get(name, keras_version, argument="activation", dtype="float32"):
+    """The NumPy function that Keras `keras_version` (3 or 2) uses for activation `name`.
+
+    `dtype` is the dtype of the layer's weights: some names work in float32 layers only.
+    """
     table = _table(keras_version)
     if name is None:
         return linear  # Keras: None means linear
@@ -260,6 +271,13 @@ def get(name, keras_version, argument="activation"):
             argument,
             f"one of the Keras {keras_version} activations {', '.join(sorted(table))}",
             f"{name!r}{hint}",
+        )
+    if name in _FLOAT32_ONLY[keras_version] and np.dtype(dtype) != np.float32:
+        raise refuse(
+            argument,
+            f"an activation a {np.dtype(dtype)} layer can use",
+            f"{name!r}: tf_keras builds it as a float32 layer, so a {np.dtype(dtype)} LSTM fails on "
+            "it in tf_keras too",
         )
     return table[name]
 

@@ -110,8 +110,10 @@ class LSTM:
         self.dtype = kernel.dtype
         self.activation = activation
         self.recurrent_activation = recurrent_activation
-        self._g = activations.get(activation, keras_version, "activation")
-        self._sigma = activations.get(recurrent_activation, keras_version, "recurrent_activation")
+        self._g = activations.get(activation, keras_version, "activation", self.dtype)
+        self._sigma = activations.get(
+            recurrent_activation, keras_version, "recurrent_activation", self.dtype
+        )
         self.keras_version = keras_version
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
