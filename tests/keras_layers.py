@@ -39,8 +39,10 @@ def random_weights(rng, input_dim, units, dtype, use_bias=True, scale=0.6):
     return weights
 
 
-def make_layer(keras_version, input_dim, units, dtype="float64", seed=0, rnn_cell=False, **options):
-    """A built Keras LSTM layer (or RNN(LSTMCell)) with random per-gate weights."""
+def make_layer(
+    keras_version, input_dim, units, dtype="float64", seed=0, rnn_cell=False, weights=None, **options
+):
+    """A built Keras LSTM layer (or RNN(LSTMCell)) with random per-gate weights (or `weights`)."""
     keras = keras_module(keras_version)
     rng = np.random.default_rng(seed)
     cell_options = {
@@ -56,8 +58,9 @@ def make_layer(keras_version, input_dim, units, dtype="float64", seed=0, rnn_cel
         layer = keras.layers.LSTM(units, dtype=dtype, **cell_options, **options)
     batch = 3 if options.get("stateful") else None
     layer.build((batch, None, input_dim))
-    use_bias = cell_options.get("use_bias", True)
-    layer.set_weights(random_weights(rng, input_dim, units, dtype, use_bias))
+    if weights is None:
+        weights = random_weights(rng, input_dim, units, dtype, cell_options.get("use_bias", True))
+    layer.set_weights([np.asarray(w, dtype) for w in weights])
     return layer
 
 

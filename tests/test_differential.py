@@ -1,0 +1,143 @@
+"""Differential test: random configurations, reflstm against the real Keras layer.
+
+CI runs a short campaign; `pytest tests/test_differential.py --campaign 1000 -s` runs a long one
+and prints how many configurations ran and the worst error seen for each dtype.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import reflstm
+from keras_layers import TOLERANCE, call_keras, make_layer
+from reflstm import activations
+
+# tf_keras's activation-layer names are float32-only (see reflstm.activations); every other
+# name either Keras accepts for an LSTM is drawn.
+FLOAT32_ONLY = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
+WORST = {"float64": [0, 0.0], "float32": [0, 0.0]}  # configurations run, worst relative error
+# A float32 layer is held to TOLERANCE, or, where the configuration amplifies rounding (unbounded
+# activations), to FLOAT32_SLACK times the distance of Keras's own float32 result from the same
+# layer run by Keras in float64.
+FLOAT32_SLACK = 10
+
+
+@st.composite
+def configurations(draw):
+    keras_version = draw(st.sampled_from([3, 2]))
+    dtype = draw(st.sampled_from(["float64", "float32"]))
+    names = [
+        n for n in activations.names(keras_version) if not (dtype == "float64" and n in FLOAT32_ONLY)
+    ]
+    # Mostly the usual pair, often one other activation, so that each run stays informative.
+    usual = draw(st.booleans())
+    activation = "tanh" if usual else draw(st.sampled_from(names))
+    recurrent = "sigmoid" if usual else draw(st.sampled_from(names))
+    batch, timesteps = draw(st.integers(1, 4)), draw(st.integers(1, 8))
+    mask_kind = draw(st.sampled_from(["none", "random", "right_padding", "left_padding"]))
+    return dict(
+        keras_version=keras_version,
+        dtype=dtype,
+        units=draw(st.integers(1, 8)),
+        input_dim=draw(st.integers(1, 6)),
+        batch=batch,
+        timesteps=timesteps,
+        seed=draw(st.integers(0, 2**31)),
+        options=dict(
+            activation=activation,
+            recurrent_activation=recurrent,
+            use_bias=draw(st.booleans()),
+            return_sequences=draw(st.booleans()),
+            return_state=draw(st.booleans()),
+            go_backwards=draw(st.booleans()),
+            zero_output_for_mask=draw(st.booleans()),
+        ),
+        rnn_cell=draw(st.booleans()),
+        mask_kind=mask_kind,
+        initial_state=draw(st.booleans()),
+    )
+
+
+def make_mask(kind, rng, batch, timesteps):
+    if kind == "none":
+        return None
+    if kind == "random":
+        return rng.random((batch, timesteps)) < 0.7
+    lengths = rng.integers(0, timesteps + 1, batch)
+    steps = np.arange(timesteps)
+    if kind == "right_padding":
+        return steps[None, :] < lengths[:, None]
+    return steps[None, :] >= (timesteps - lengths)[:, None]
+
+
+def relative_error(actual, expected):
+    finite = np.isfinite(expected)
+    assert np.array_equal(np.isfinite(actual), finite)
+    assert np.array_equal(actual[~finite], expected[~finite])
+    if not finite.any():
+        return 0.0
+    scale = np.maximum(np.abs(expected[finite]), 1.0)
+    return float(np.max(np.abs(actual[finite] - expected[finite]) / scale))
+
+
+def check(config):
+    rng = np.random.default_rng(config["seed"])
+    dtype, units, batch, timesteps = config["dtype"], config["units"], config["batch"], config["timesteps"]
+    def keras_layer(dtype, weights=None):
+        return make_layer(
+            config["keras_version"], config["input_dim"], units, dtype, config["seed"],
+            rnn_cell=config["rnn_cell"], weights=weights, **config["options"],
+        )
+
+    layer = keras_layer(dtype)
+    x = rng.normal(0, 1.5, (batch, timesteps, config["input_dim"])).astype(dtype)
+    mask = make_mask(config["mask_kind"], rng, batch, timesteps)
+    state = None
+    if config["initial_state"]:
+        state = [rng.normal(0, 0.8, (batch, units)).astype(dtype) for _ in range(2)]
+    expected = call_keras(layer, x, mask, state)
+    actual = reflstm.LSTM.from_keras(layer)(x, mask=mask, initial_state=state)
+    expected = expected if isinstance(expected, list) else [expected]
+    actual = list(actual) if isinstance(actual, (list, tuple)) else [actual]
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape and a.dtype == e.dtype
+    worst = max(relative_error(a, e) for a, e in zip(actual, expected))
+    WORST[dtype][0] += 1
+    WORST[dtype][1] = max(WORST[dtype][1], worst)
+    allowed = TOLERANCE[dtype]
+    if dtype == "float32" and worst > allowed:
+        exact = call_keras(keras_layer("float64", layer.get_weights()), x.astype("float64"),
+                           mask, None if state is None else [s.astype("float64") for s in state])
+        exact = exact if isinstance(exact, list) else [exact]
+        keras_own = max(relative_error(e.astype("float64"), f) for e, f in zip(expected, exact))
+        allowed = max(allowed, FLOAT32_SLACK * keras_own)
+    assert worst <= allowed, (worst, allowed, config)
+
+
+def campaign_size(request):
+    return request.config.getoption("--campaign") or 30
+
+
+def test_random_configurations_match_keras(request):
+    """Random layers, inputs, masks and states: reflstm equals Keras within the dtype's tolerance."""
+    size = campaign_size(request)
+
+    @settings(
+        max_examples=size,
+        deadline=None,
+        database=None,
+        derandomize=size <= 30,  # the short CI campaign is the same every run
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(configurations())
+    def run(config):
+        check(config)
+
+    run()
+    ran = WORST["float64"][0] + WORST["float32"][0]
+    print(f"\ndifferential campaign: {ran} configurations; worst relative error "
+          f"float64 {WORST['float64'][1]:.3g} over {WORST['float64'][0]}, "
+          f"float32 {WORST['float32'][1]:.3g} over {WORST['float32'][0]}")
+    assert ran >= size
