@@ -17,8 +17,9 @@ _LSTM_MODULES = {
 }
 _RNN_MODULES = {3: ("keras.src.layers.rnn.rnn",), 2: ("tf_keras.src.layers.rnn.base_rnn",)}
 
-# tf_keras exposes these TensorFlow functions under its own activation names.
-_TF_FUNCTIONS_IN_TF_KERAS = ("leaky_relu", "relu6", "log_softmax", "silu")
+# tf_keras's activation names that resolve to TensorFlow functions, by those functions' names
+# (tf.nn.silu calls itself "swish").
+_TF_FUNCTIONS_IN_TF_KERAS = ("leaky_relu", "relu6", "log_softmax", "swish")
 # tf_keras activation layers that an activation name builds with their default arguments.
 _TF_KERAS_ACTIVATION_LAYERS = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
 

@@ -46,7 +46,7 @@ def test_matches_keras_function(keras_version, name, dtype):
     assert actual.dtype == x.dtype
     finite = np.isfinite(expected)
     assert np.array_equal(np.isfinite(actual), finite)
-    assert np.array_equal(actual[~finite], expected[~finite])
+    assert np.array_equal(actual[~finite], expected[~finite], equal_nan=True)
     tol = TOLERANCE[dtype]
     np.testing.assert_allclose(actual[finite], expected[finite], rtol=tol, atol=tol)
 

@@ -1,0 +1,105 @@
+"""The demo: build a small Keras LSTM, trace it with reflstm, show they agree, print one step.
+
+    python -m reflstm.demo [--keras 3|2] [--dtype float32|float64] [--step T]
+
+Needs Keras (``pip install -e '.[keras]'``); reflstm itself does not.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+import reflstm
+from reflstm.equations import GATES, gate_slice
+
+BATCH, TIMESTEPS, INPUT_DIM, UNITS = 2, 6, 3, 4
+
+
+def build_keras_layer(keras_version, dtype, rng):
+    """A Keras LSTM with distinct random weights per gate and a non-zero bias."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if keras_version == 3:
+        import keras
+    else:
+        import tf_keras as keras
+    layer = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, dtype=dtype)
+    layer.build((None, TIMESTEPS, INPUT_DIM))
+    layer.set_weights(
+        [
+            rng.normal(0, 0.5, (INPUT_DIM, 4 * UNITS)).astype(dtype),
+            rng.normal(0, 0.5, (UNITS, 4 * UNITS)).astype(dtype),
+            rng.normal(0, 0.5, 4 * UNITS).astype(dtype),
+        ]
+    )
+    return layer
+
+
+def step_table(tr, sample, t):
+    """One step's arithmetic, unit by unit: pre-activation parts, gates, states."""
+    rows = []
+    header = f"{'unit':>4}  {'gate':<4} {'x_t W':>9} {'h_t-1 U':>9} {'b':>9} {'z':>9}   value"
+    rows.append(header)
+    rows.append("-" * len(header))
+    values = {"i": tr.i, "f": tr.f, "c": tr.c_tilde, "o": tr.o}
+    for unit in range(tr.units):
+        for gate in GATES:
+            part = tr.preactivation(gate)
+            name = {"c": "c~"}.get(gate, gate)
+            rows.append(
+                f"{unit:>4}  {name:<4} {part.input[sample, t, unit]:>9.5f} "
+                f"{part.recurrent[sample, t, unit]:>9.5f} {part.bias[unit]:>9.5f} "
+                f"{part.total[sample, t, unit]:>9.5f}   {values[gate][sample, t, unit]:.6f}"
+            )
+        c_prev, c, h = tr.c_prev[sample, t, unit], tr.c[sample, t, unit], tr.h[sample, t, unit]
+        rows.append(
+            f"{'':>4}  C_t = f*C_t-1 + i*c~ = {tr.f[sample, t, unit]:.5f}*{c_prev:.5f} + "
+            f"{tr.i[sample, t, unit]:.5f}*{tr.c_tilde[sample, t, unit]:.5f} = {c:.6f}"
+        )
+        rows.append(f"{'':>4}  h_t = o*tanh(C_t) = {tr.o[sample, t, unit]:.5f}*tanh({c:.5f}) = {h:.6f}")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m reflstm.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--keras", type=int, choices=[3, 2], default=3, help="Keras 3 or tf_keras")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--step", type=int, default=2, help=f"the step to print, 0..{TIMESTEPS - 1}")
+    args = parser.parse_args(argv)
+    if not 0 <= args.step < TIMESTEPS:
+        parser.exit(2, f"reflstm demo: --step must be in 0..{TIMESTEPS - 1}, got {args.step}\n")
+    try:
+        rng = np.random.default_rng(7)
+        layer = build_keras_layer(args.keras, args.dtype, rng)
+    except ImportError as error:
+        parser.exit(1, f"reflstm demo: needs Keras ({error.name} is not installed): "
+                    "pip install -e '.[keras]'\n")
+    x = rng.normal(0, 1, (BATCH, TIMESTEPS, INPUT_DIM)).astype(args.dtype)
+
+    keras_out, keras_h, keras_c = (np.asarray(a) for a in layer(x))
+    ref = reflstm.LSTM.from_keras(layer)
+    tr = ref.trace(x)
+    name = "Keras 3" if args.keras == 3 else "tf_keras"
+    print(f"{name} LSTM(units={UNITS}) on x of shape (batch, timesteps, input_dim) = {x.shape}, {args.dtype}")
+    print(f"reflstm: {ref}")
+    print("largest |reflstm - Keras|:")
+    for label, ours, theirs in [
+        ("output (every h_t)", tr.output, keras_out),
+        ("final h", tr.h[:, -1], keras_h),
+        ("final C", tr.c[:, -1], keras_c),
+    ]:
+        print(f"  {label:<19} {np.max(np.abs(ours - theirs)):.3g}")
+    print()
+    print("kernel / recurrent_kernel / bias columns by gate (Keras order i, f, c, o):")
+    for gate in GATES:
+        cols = gate_slice(gate, UNITS)
+        print(f"  {gate}: columns {cols.start}:{cols.stop}")
+    print()
+    print(f"Step t={args.step} of sample 0: z = x_t W + h_t-1 U + b, then i,f,o = sigmoid(z), c~ = tanh(z)")
+    print(step_table(tr, 0, args.step))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Bad input gets a ReflstmError (a ValueError) naming the argument, the expectation and what came."""
+
+import numpy as np
+import pytest
+
+import reflstm
+
+UNITS, INPUT_DIM = 3, 2
+
+
+def lstm(**options):
+    rng = np.random.default_rng(0)
+    return reflstm.LSTM(
+        rng.normal(size=(INPUT_DIM, 4 * UNITS)),
+        rng.normal(size=(UNITS, 4 * UNITS)),
+        rng.normal(size=4 * UNITS),
+        **options,
+    )
+
+
+X = np.zeros((2, 5, INPUT_DIM))
+STATE = [np.zeros((2, UNITS)), np.zeros((2, UNITS))]
+
+CALL_ERRORS = {
+    "x_rank_2": (dict(x=np.zeros((5, INPUT_DIM))), "x", "3-D", "(5, 2)"),
+    "x_feature_count": (dict(x=np.zeros((2, 5, 7))), "x", "input_dim=2", "(2, 5, 7)"),
+    "x_no_timesteps": (dict(x=np.zeros((2, 0, INPUT_DIM))), "x", "at least one time step", "(2, 0, 2)"),
+    "x_strings": (dict(x=np.full((2, 5, INPUT_DIM), "a")), "x", "real numbers", "<U1"),
+    "mask_shape": (dict(mask=np.ones((2, 4), bool)), "mask", "(2, 5)", "(2, 4)"),
+    "mask_values": (dict(mask=np.full((2, 5), 0.5)), "mask", "0 or 1", "float64"),
+    "state_not_pair": (dict(initial_state=[np.zeros((2, UNITS))]), "initial_state", "[h0, c0]", "list"),
+    "state_array": (dict(initial_state=np.zeros((2, 2, UNITS))), "initial_state", "[h0, c0]", "array"),
+    "h0_shape": (dict(initial_state=[np.zeros((2, 4)), STATE[1]]), "h0", "(2, 3)", "(2, 4)"),
+    "c0_shape": (dict(initial_state=[STATE[0], np.zeros((3, UNITS))]), "c0", "(2, 3)", "(3, 3)"),
+}
+
+
+@pytest.mark.parametrize("case", list(CALL_ERRORS))
+@pytest.mark.parametrize("method", ["__call__", "trace"])
+def test_bad_call_arguments(case, method):
+    """A wrong shape, dtype or structure names the argument, the expectation and what came."""
+    kwargs, argument, expected, received = CALL_ERRORS[case]
+    kwargs = {"x": X, **kwargs}
+    with pytest.raises(reflstm.ReflstmError) as error:
+        getattr(lstm(), method)(**kwargs)
+    message = str(error.value)
+    assert argument in message and expected in message and received in message, message
+    assert isinstance(error.value, ValueError)
+
+
+WEIGHT_ERRORS = {
+    "kernel_1d": ((np.zeros(12), np.zeros((3, 12)), None), "kernel", "(input_dim, 4 * units)"),
+    "kernel_not_4_units": ((np.zeros((2, 10)), np.zeros((3, 12)), None), "kernel", "4 * units"),
+    "recurrent_shape": ((np.zeros((2, 12)), np.zeros((4, 12)), None), "recurrent_kernel", "(3, 12)"),
+    "recurrent_transposed": ((np.zeros((2, 12)), np.zeros((12, 3)), None), "recurrent_kernel", "(3, 12)"),
+    "bias_shape": ((np.zeros((2, 12)), np.zeros((3, 12)), np.zeros(8)), "bias", "(12,)"),
+    "bias_doubled": ((np.zeros((2, 12)), np.zeros((3, 12)), np.zeros(24)), "bias", "(12,)"),
+    "int_kernel": ((np.zeros((2, 12), int), np.zeros((3, 12)), None), "kernel", "float32 or float64"),
+    "mixed_dtypes": (
+        (np.zeros((2, 12)), np.zeros((3, 12), np.float32), None), "recurrent_kernel", "dtype float64"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_ERRORS))
+def test_inconsistent_weights(case):
+    """Weights of wrong or inconsistent shapes or dtypes are refused, naming the weight."""
+    weights, argument, expected = WEIGHT_ERRORS[case]
+    with pytest.raises(reflstm.ReflstmError) as error:
+        reflstm.LSTM(*weights)
+    assert argument in str(error.value) and expected in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize(
+    "options, argument",
+    [
+        (dict(activation="tanhh"), "activation"),
+        (dict(recurrent_activation="glu"), "recurrent_activation"),
+        (dict(recurrent_activation=np.tanh), "recurrent_activation"),
+        (dict(keras_version=1), "keras_version"),
+        (dict(return_sequences="yes"), "return_sequences"),
+        (dict(go_backwards=1), "go_backwards"),
+    ],
+)
+def test_bad_options(options, argument):
+    """An unknown activation or a malformed option is refused, never ignored."""
+    with pytest.raises(reflstm.ReflstmError, match=argument):
+        lstm(**options)
+
+
+def test_stateful_batch_size_is_fixed():
+    """A stateful LSTM refuses a batch of another size, as Keras does."""
+    ref = lstm(stateful=True)
+    ref(X)
+    with pytest.raises(reflstm.ReflstmError, match="batch size 2"):
+        ref(np.zeros((3, 5, INPUT_DIM)))
+
+
+def test_bad_gate_name():
+    """A gate name outside i, f, c, o is refused."""
+    with pytest.raises(reflstm.ReflstmError, match="gate"):
+        lstm().trace(X).preactivation("g")
+
+
+def test_weights_are_copied_and_read_only():
+    """The LSTM owns read-only copies: changing the caller's array changes nothing."""
+    kernel = np.ones((INPUT_DIM, 4 * UNITS))
+    ref = reflstm.LSTM(kernel, np.zeros((UNITS, 4 * UNITS)))
+    kernel[:] = 5
+    assert (ref.kernel == 1).all()
+    with pytest.raises(ValueError):
+        ref.kernel[0, 0] = 2
+    with pytest.raises(ValueError):
+        ref.W_i[0, 0] = 2
