@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reflstm
-from keras_layers import TOLERANCE, call_keras, make_layer
+from keras_layers import TOLERANCE, call_keras, keras_module, make_layer
 from reflstm import activations
 
 # tf_keras's activation-layer names are float32-only (see reflstm.activations); every other
@@ -85,9 +85,14 @@ def check(config):
     rng = np.random.default_rng(config["seed"])
     dtype, units, batch, timesteps = config["dtype"], config["units"], config["batch"], config["timesteps"]
     def keras_layer(dtype, weights=None):
+        options = dict(config["options"])
+        if dtype == "float64":  # tf_keras's activation layers, built as float64 layers
+            for key in ("activation", "recurrent_activation"):
+                if options[key] in FLOAT32_ONLY:
+                    options[key] = getattr(keras_module(2).layers, options[key])(dtype="float64")
         return make_layer(
             config["keras_version"], config["input_dim"], units, dtype, config["seed"],
-            rnn_cell=config["rnn_cell"], weights=weights, **config["options"],
+            rnn_cell=config["rnn_cell"], weights=weights, **options,
         )
 
     layer = keras_layer(dtype)

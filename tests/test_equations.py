@@ -21,17 +21,21 @@ def test_zero_weights_give_half_gates():
 
 
 def test_one_step_by_hand():
-    """One unit, one step, bias only: every quantity follows from σ and tanh of the bias."""
-    b_i, b_f, b_c, b_o = 0.3, -0.7, 1.1, 0.4
-    ref = reflstm.LSTM(np.zeros((1, 4)), np.zeros((1, 4)), np.array([b_i, b_f, b_c, b_o]))
-    c0 = 0.9
-    tr = ref.trace(np.zeros((1, 1, 1)), initial_state=[np.zeros((1, 1)), np.full((1, 1), c0)])
+    """The README's worked example: one unit, one step, every number derived by hand."""
+    # W = [W_i W_f W_c W_o], U likewise, b likewise; x_1 = 1, h_0 = 0.5, C_0 = 0.9.
+    W, U, b = [0.5, -0.4, 0.8, 0.2], [0.1, 0.3, -0.6, 0.7], [0.3, -0.7, 1.1, 0.4]
+    ref = reflstm.LSTM(np.array([W]), np.array([U]), np.array(b))
+    tr = ref.trace(np.ones((1, 1, 1)), initial_state=[np.full((1, 1), 0.5), np.full((1, 1), 0.9)])
+    z = [1 * W[k] + 0.5 * U[k] + b[k] for k in range(4)]  # 0.85, -0.95, 1.6, 0.95
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    i, f, c_tilde, o = sig(b_i), sig(b_f), np.tanh(b_c), sig(b_o)
-    c = f * c0 + i * c_tilde
+    i, f, c_tilde, o = sig(z[0]), sig(z[1]), np.tanh(z[2]), sig(z[3])
+    c = f * 0.9 + i * c_tilde
     h = o * np.tanh(c)
-    for name, value in dict(i=i, f=f, c_tilde=c_tilde, o=o, c=c, h=h).items():
-        np.testing.assert_allclose(getattr(tr, name)[0, 0, 0], value, rtol=1e-15, err_msg=name)
+    by_hand = dict(i=i, f=f, c_tilde=c_tilde, o=o, c=c, h=h)
+    readme = dict(i=0.700567, f=0.278885, c_tilde=0.921669, o=0.721115, c=0.896687, h=0.515367)
+    for name, value in by_hand.items():
+        np.testing.assert_allclose(getattr(tr, name)[0, 0, 0], value, rtol=1e-14, err_msg=name)
+        assert round(value, 6) == readme[name], name
 
 
 def test_output_gate_has_no_peephole():
