@@ -17,10 +17,11 @@ from reflstm import activations
 # name either Keras accepts for an LSTM is drawn.
 FLOAT32_ONLY = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
 WORST = {"float64": [0, 0.0], "float32": [0, 0.0]}  # configurations run, worst relative error
-# A float32 layer is held to TOLERANCE, or, where the configuration amplifies rounding (unbounded
-# activations), to FLOAT32_SLACK times the distance of Keras's own float32 result from the same
-# layer run by Keras in float64.
+# A float32 layer is held to TOLERANCE against Keras float32, or, where the configuration
+# amplifies rounding (unbounded activations), its distance from Keras float64 is held to
+# FLOAT32_SLACK times Keras float32's own distance from Keras float64.
 FLOAT32_SLACK = 10
+AMPLIFIED = []  # (reflstm float32 error, Keras float32 error) for those configurations
 
 
 @st.composite
@@ -111,14 +112,20 @@ def check(config):
     worst = max(relative_error(a, e) for a, e in zip(actual, expected))
     WORST[dtype][0] += 1
     WORST[dtype][1] = max(WORST[dtype][1], worst)
-    allowed = TOLERANCE[dtype]
-    if dtype == "float32" and worst > allowed:
-        exact = call_keras(keras_layer("float64", layer.get_weights()), x.astype("float64"),
-                           mask, None if state is None else [s.astype("float64") for s in state])
-        exact = exact if isinstance(exact, list) else [exact]
-        keras_own = max(relative_error(e.astype("float64"), f) for e, f in zip(expected, exact))
-        allowed = max(allowed, FLOAT32_SLACK * keras_own)
-    assert worst <= allowed, (worst, allowed, config)
+    if worst <= TOLERANCE[dtype]:
+        return
+    # Only float32 gets here, on configurations that amplify rounding (unbounded activations):
+    # reflstm's float32 must then be about as accurate as Keras's own float32, both measured
+    # against the same layer run by Keras in float64.
+    assert dtype == "float32", (worst, config)
+    exact = call_keras(keras_layer("float64", layer.get_weights()), x.astype("float64"),
+                       mask, None if state is None else [s.astype("float64") for s in state])
+    exact = exact if isinstance(exact, list) else [exact]
+    keras_error = max(relative_error(e.astype("float64"), f) for e, f in zip(expected, exact))
+    our_error = max(relative_error(a.astype("float64"), f) for a, f in zip(actual, exact))
+    AMPLIFIED.append((our_error, keras_error))
+    assert our_error <= max(TOLERANCE[dtype], FLOAT32_SLACK * keras_error), (
+        our_error, keras_error, config)
 
 
 def campaign_size(request):
@@ -144,5 +151,8 @@ def test_random_configurations_match_keras(request):
     ran = WORST["float64"][0] + WORST["float32"][0]
     print(f"\ndifferential campaign: {ran} configurations; worst relative error "
           f"float64 {WORST['float64'][1]:.3g} over {WORST['float64'][0]}, "
-          f"float32 {WORST['float32'][1]:.3g} over {WORST['float32'][0]}")
+          f"float32 {WORST['float32'][1]:.3g} over {WORST['float32'][0]}; "
+          f"{len(AMPLIFIED)} float32 configurations amplify rounding beyond 2e-6, worst ratio "
+          f"of reflstm's to Keras's own float32 error "
+          f"{max((o / max(k, 1e-30) for o, k in AMPLIFIED), default=0):.3g}")
     assert ran >= size
