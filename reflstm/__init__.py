@@ -4,12 +4,17 @@
     y = ref(x)                               # what layer(x) returns
     tr = ref.trace(x)                        # tr.i, tr.f, tr.c_tilde, tr.o, tr.c, tr.h per step
 
+    m = reflstm.load("model.keras")          # a whole saved model, no TensorFlow needed
+    y = m.predict(x); traces = m.trace(x)   # {layer name: Trace}
+
 The equations are in `reflstm.equations`.
 """
 
 from reflstm.errors import ReflstmError
+from reflstm.files import load
 from reflstm.lstm import LSTM
+from reflstm.model import Model
 from reflstm.trace import Preactivation, Trace
 
-__all__ = ["LSTM", "Trace", "Preactivation", "ReflstmError"]
+__all__ = ["LSTM", "Model", "Trace", "Preactivation", "ReflstmError", "load"]
 __version__ = "0.1.0"

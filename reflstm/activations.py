@@ -284,5 +284,5 @@ def get(name, keras_version, argument="activation", dtype="float32"):
 
 def _table(keras_version):
     if keras_version not in _TABLES:
-        raise refuse("keras_version", "3 (keras) or 2 (tf_keras)", keras_version)
+        raise refuse("keras_version", "3 (keras) or 2 (tf_keras)", repr(keras_version))
     return _TABLES[keras_version]

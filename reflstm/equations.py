@@ -32,7 +32,7 @@ GATES = "ifco"  # Keras's gate order; "c" is the candidate c̃ (PyTorch calls it
 def gate_slice(gate, units):
     """The columns of `kernel`, `recurrent_kernel` and `bias` that belong to `gate` ("i", "f", "c" or "o")."""
     if gate not in ("i", "f", "c", "o"):
-        raise refuse("gate", 'one of "i", "f", "c", "o"', gate)
+        raise refuse("gate", 'one of "i", "f", "c", "o"', repr(gate))
     k = GATES.index(gate)
     return slice(k * units, (k + 1) * units)
 

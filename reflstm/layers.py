@@ -1,0 +1,276 @@
+"""The Keras layers that surround LSTMs in a model, in NumPy, with Keras's mask rules.
+
+Each layer is called as ``layer(inputs, masks)`` with lists of arrays and of masks (None or
+(batch, timesteps) bool), and returns ``(outputs, masks)``, lists again: most layers have one of
+each, an LSTM with ``return_state`` three. How masks travel differs between Keras versions in
+places; each rule names the Keras source it follows.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from reflstm import activations
+from reflstm.errors import refuse
+from reflstm.lstm import LSTM
+
+__all__ = [
+    "Dense", "Embedding", "Masking", "Identity", "Activation", "Flatten", "RepeatVector",
+    "Concatenate", "Merge", "LSTMLayer", "Bidirectional", "BidirectionalTrace",
+]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dense:
+    """y = activation(x W + b) on the last axis; also TimeDistributed(Dense). Passes the mask on."""
+
+    name: str
+    kernel: np.ndarray  # (input_dim, units)
+    bias: "np.ndarray | None"  # (units,)
+    activation: str
+    keras_version: int
+
+    def __call__(self, inputs, masks):
+        (x,) = inputs
+        if x.shape[-1] != self.kernel.shape[0]:
+            raise refuse(f"input of layer {self.name!r}", f"last axis {self.kernel.shape[0]}", x)
+        x = x.astype(self.kernel.dtype, copy=False)  # Keras casts inputs to the layer's dtype
+        y = x @ self.kernel  # (..., units)
+        if self.bias is not None:
+            y = y + self.bias
+        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", y.dtype)
+        return [g(y)], masks  # Dense and TimeDistributed support masking: the mask passes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Embedding:
+    """Rows of `embeddings` looked up by integer id; with mask_zero, id 0 is masked."""
+
+    name: str
+    embeddings: np.ndarray  # (input_dim, output_dim)
+    mask_zero: bool
+
+    def __call__(self, inputs, masks):
+        (ids,) = inputs
+        ids = np.asarray(ids)
+        if ids.dtype.kind == "f":
+            if not np.array_equal(ids, np.round(ids)):
+                raise refuse(f"input of layer {self.name!r}", "integer token ids", ids)
+            ids = ids.astype(np.int64)
+        if ids.dtype.kind not in "iu":
+            raise refuse(f"input of layer {self.name!r}", "integer token ids", ids)
+        vocabulary = self.embeddings.shape[0]
+        if ids.size and (ids.min() < 0 or ids.max() >= vocabulary):
+            raise refuse(
+                f"input of layer {self.name!r}",
+                f"token ids in 0..{vocabulary - 1}",
+                f"ids from {ids.min()} to {ids.max()}",
+            )
+        mask = ids != 0 if self.mask_zero else None
+        return [self.embeddings[ids]], [mask]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Masking:
+    """Masks the steps whose features all equal mask_value, and zeroes them (keras Masking.call)."""
+
+    name: str
+    mask_value: float
+
+    def __call__(self, inputs, masks):
+        (x,) = inputs
+        keep = np.any(x != self.mask_value, axis=-1)  # (batch, timesteps)
+        return [np.where(keep[..., None], x, 0).astype(x.dtype, copy=False)], [keep]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Identity:
+    """Dropout, SpatialDropout1D and friends: the identity at inference. Passes the mask on."""
+
+    name: str
+
+    def __call__(self, inputs, masks):
+        return list(inputs), list(masks)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Activation:
+    name: str
+    activation: str
+    keras_version: int
+
+    def __call__(self, inputs, masks):
+        (x,) = inputs
+        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
+        return [g(x)], masks
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Flatten:
+    """(batch, ...) to (batch, -1). Flatten does not support masking: the mask ends here."""
+
+    name: str
+
+    def __call__(self, inputs, masks):
+        (x,) = inputs
+        return [x.reshape(x.shape[0], -1)], [None]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RepeatVector:
+    """(batch, features) to (batch, n, features); no mask."""
+
+    name: str
+    n: int
+
+    def __call__(self, inputs, masks):
+        (x,) = inputs
+        if x.ndim != 2:
+            raise refuse(f"input of layer {self.name!r}", "a 2-D array (batch, features)", x)
+        return [np.repeat(x[:, None, :], self.n, axis=1)], [None]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Concatenate:
+    """Joins inputs along `axis`; the output mask follows keras / tf_keras Concatenate.compute_mask."""
+
+    name: str
+    axis: int
+    keras_version: int
+
+    def __call__(self, inputs, masks):
+        output = np.concatenate(inputs, axis=self.axis)
+        if all(m is None for m in masks):
+            return [output], [None]
+        # Each input's mask broadcast to the input's shape (all True where it had none),
+        # concatenated like the inputs, then reduced over the last axis: Keras 3 with any(),
+        # tf_keras with all().
+        full = [
+            np.ones(x.shape, bool) if m is None else np.broadcast_to(m[..., None], x.shape)
+            for x, m in zip(inputs, masks)
+        ]
+        joined = np.concatenate(full, axis=self.axis)
+        reduce = np.any if self.keras_version == 3 else np.all
+        return [output], [reduce(joined, axis=-1)]
+
+
+_MERGES = {
+    "Add": lambda xs: _fold(np.add, xs),
+    "Subtract": lambda xs: xs[0] - xs[1],
+    "Multiply": lambda xs: _fold(np.multiply, xs),
+    "Average": lambda xs: _fold(np.add, xs) / len(xs),
+    "Maximum": lambda xs: _fold(np.maximum, xs),
+    "Minimum": lambda xs: _fold(np.minimum, xs),
+}
+
+
+def _fold(op, xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = op(out, x)
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Merge:
+    """Add, Subtract, Multiply, Average, Maximum, Minimum of same-shaped inputs.
+
+    Output mask (keras/src/layers/merging/base_merge.py vs tf_keras base_merge.py): Keras 3 ORs
+    the masks, and gives none if any input has none; tf_keras ANDs the masks it has.
+    """
+
+    name: str
+    kind: str
+    keras_version: int
+
+    def __call__(self, inputs, masks):
+        output = _MERGES[self.kind](list(inputs))
+        if all(m is None for m in masks):
+            return [output], [None]
+        if self.keras_version == 3:
+            if any(m is None for m in masks):
+                return [output], [None]
+            return [output], [_fold(np.logical_or, masks)]
+        return [output], [_fold(np.logical_and, [m for m in masks if m is not None])]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LSTMLayer:
+    """A reflstm.LSTM in a model: extra inputs after the first are its initial state [h0, c0]."""
+
+    name: str
+    lstm: LSTM
+
+    def __call__(self, inputs, masks, traces=None):
+        x, *state = inputs
+        state = state or None
+        if traces is not None:
+            trace = self.lstm.trace(x, mask=masks[0], initial_state=state)
+            traces[self.name] = trace
+            outputs = _outputs_from_trace(self.lstm, trace)
+        else:
+            outputs = self.lstm(x, mask=masks[0], initial_state=state)
+        outputs = list(outputs) if self.lstm.return_state else [outputs]
+        output_mask = masks[0] if self.lstm.return_sequences else None
+        return outputs, [output_mask] + [None] * (len(outputs) - 1)
+
+
+def _outputs_from_trace(lstm, trace):
+    """What calling `lstm` returns, read off its trace."""
+    output = trace.output if lstm.return_sequences else trace.output[:, -1]
+    if not lstm.return_state:
+        return output
+    return [output, trace.h[:, -1], trace.c[:, -1]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BidirectionalTrace:
+    """The traces of a Bidirectional layer's two LSTMs; `backward` is in its processing order."""
+
+    forward: object
+    backward: object
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bidirectional:
+    """Bidirectional(LSTM): keras/src/layers/rnn/bidirectional.py.
+
+    Both LSTMs see the same input and mask (Keras forces zero_output_for_mask to
+    return_sequences on both); the backward sequence is flipped back to input order, then merged.
+    With return_state the states follow: forward h, c, then backward h, c.
+    """
+
+    name: str
+    forward: LSTM
+    backward: LSTM
+    merge_mode: "str | None"
+
+    def __call__(self, inputs, masks, traces=None):
+        x, *state = inputs
+        forward_state, backward_state = (state[:2], state[2:]) if state else (None, None)
+        if traces is not None:
+            tf, tb = (self.forward.trace(x, masks[0], forward_state),
+                      self.backward.trace(x, masks[0], backward_state))
+            traces[self.name] = BidirectionalTrace(forward=tf, backward=tb)
+            y, y_rev = _outputs_from_trace(self.forward, tf), _outputs_from_trace(self.backward, tb)
+        else:
+            y = self.forward(x, mask=masks[0], initial_state=forward_state)
+            y_rev = self.backward(x, mask=masks[0], initial_state=backward_state)
+        states = []
+        if self.forward.return_state:
+            states = list(y[1:]) + list(y_rev[1:])
+            y, y_rev = y[0], y_rev[0]
+        if self.forward.return_sequences:
+            y_rev = y_rev[:, ::-1]
+        if self.merge_mode == "concat":
+            outputs = [np.concatenate([y, y_rev], axis=-1)]
+        elif self.merge_mode == "sum":
+            outputs = [y + y_rev]
+        elif self.merge_mode == "ave":
+            outputs = [(y + y_rev) / 2]
+        elif self.merge_mode == "mul":
+            outputs = [y * y_rev]
+        else:  # None: both, unmerged
+            outputs = [y, y_rev]
+        mask = masks[0] if self.forward.return_sequences else None
+        return outputs + states, [mask] * len(outputs) + [None] * len(states)

@@ -1,0 +1,134 @@
+"""Model: a whole Keras model (Sequential or functional) run layer by layer in NumPy."""
+
+import numpy as np
+
+from reflstm.config import build_graph
+from reflstm.errors import refuse
+from reflstm.layers import Bidirectional, LSTMLayer
+
+__all__ = ["Model"]
+
+# predict() splits a batch so that one chunk's widest activation stays near this many bytes.
+_CHUNK_BYTES = 64 * 2**20
+
+
+class Model:
+    """A Keras model's forward pass: `predict` equals Keras's ``model.predict``.
+
+    Build one with `reflstm.load` (a saved file) or `Model.from_keras` (a live model). The
+    layers it can run are those of `reflstm.config`; masks travel between them as in Keras.
+    """
+
+    def __init__(self, model_config, weights, keras_version):
+        self._config, self._weights = model_config, weights
+        self.keras_version = keras_version
+        self.graph = build_graph(model_config, weights, keras_version)
+        self.name = self.graph.name
+        self.layers = {}
+        for node in self.graph.nodes.values():
+            self.layers.setdefault(node.layer.name, node.layer)
+
+    @classmethod
+    def from_keras(cls, model):
+        """The reflstm Model of a live Keras 3 or tf_keras model (reads its config and weights)."""
+        package = type(model).__module__.split(".")[0]
+        if package not in ("keras", "tf_keras") or not hasattr(model, "get_config"):
+            raise refuse("model", "a Keras 3 or tf_keras model", f"an object of class {type(model).__name__}")
+        keras_version = 3 if package == "keras" else 2
+        kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+        weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
+        return cls({"class_name": kind, "config": model.get_config()}, weights, keras_version)
+
+    def astype(self, dtype):
+        """The same model with every weight cast to `dtype` (float64 for a high-precision reference)."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise refuse("dtype", "float32 or float64", str(dtype))
+        weights = {
+            name: [w.astype(dtype) if w.dtype.kind == "f" else w for w in arrays]
+            for name, arrays in self._weights.items()
+        }
+        return Model(self._config, weights, self.keras_version)
+
+    @property
+    def lstm_layers(self):
+        """{name: layer} of the LSTM and Bidirectional layers, in model order."""
+        return {n: l for n, l in self.layers.items() if isinstance(l, (LSTMLayer, Bidirectional))}
+
+    def __repr__(self):
+        kinds = ", ".join(f"{name}: {type(layer).__name__}" for name, layer in self.layers.items())
+        return f"reflstm.Model({self.name!r}, keras_version={self.keras_version}, layers=[{kinds}])"
+
+    def predict(self, x, batch_size=None):
+        """What Keras's ``model.predict(x)`` returns; x is one array, or a list for several inputs.
+
+        The batch is processed in chunks of `batch_size` samples (by default, as many as keep one
+        chunk's activations near 64 MiB); the result is the same as one pass.
+        """
+        inputs = self._inputs(x)
+        total = inputs[0].shape[0]
+        if batch_size is None:
+            per_sample = max(a[0].nbytes for a in inputs) * 8 + 1
+            batch_size = max(1, _CHUNK_BYTES // per_sample)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise refuse("batch_size", "a positive integer or None", repr(batch_size))
+        chunks = [
+            self._run([a[start : start + batch_size] for a in inputs], traces=None)
+            for start in range(0, max(total, 1), batch_size)
+        ]
+        outputs = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def trace(self, x):
+        """{layer name: Trace} for every LSTM layer ({name: BidirectionalTrace} for Bidirectional)."""
+        traces = {}
+        self._run(self._inputs(x), traces=traces)
+        return traces
+
+    def _inputs(self, x):
+        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(arrays) != len(self.graph.inputs):
+            raise refuse("x", f"{len(self.graph.inputs)} input arrays", f"{len(arrays)}")
+        checked = []
+        for name, array in zip(self.graph.inputs, arrays):
+            array = np.asarray(array)
+            if array.dtype.kind not in "biuf":
+                raise refuse(f"input {name!r}", "an array of numbers", array)
+            shape = self.graph.input_shapes.get(name)
+            if shape is not None and (
+                array.ndim != len(shape)
+                or any(s is not None and s != a for s, a in zip(shape[1:], array.shape[1:]))
+            ):
+                raise refuse(f"input {name!r}", f"shape {_shape_text(shape)}", array)
+            checked.append(array)
+        if len({a.shape[0] for a in checked}) > 1:
+            raise refuse("x", "the same batch size for every input", [a.shape for a in checked])
+        return checked
+
+    def _run(self, inputs, traces):
+        """Evaluate the graph; each node once, inputs as given, masks as Keras propagates them."""
+        results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)}
+
+        def evaluate(name, node_index):
+            key = (name, node_index)
+            if key not in results:
+                if key not in self.graph.nodes:
+                    raise refuse("model", f"a layer call named {name!r}", "none in the config")
+                node = self.graph.nodes[key]
+                arrays, masks = [], []
+                for source, source_node, tensor in node.inputs:
+                    outputs, output_masks = evaluate(source, source_node)
+                    arrays.append(outputs[tensor])
+                    masks.append(output_masks[tensor])
+                layer = node.layer
+                if isinstance(layer, (LSTMLayer, Bidirectional)):
+                    results[key] = layer(arrays, masks, traces)
+                else:
+                    results[key] = layer(arrays, masks)
+            return results[key]
+
+        return [evaluate(name, node)[0][tensor] for name, node, tensor in self.graph.outputs]
+
+
+def _shape_text(shape):
+    return "(" + ", ".join("batch" if i == 0 else str(s) for i, s in enumerate(shape)) + ")"
