@@ -13,6 +13,7 @@ import numpy as np
 
 import reflstm
 from reflstm.equations import GATES, gate_slice
+from reflstm.explain import step_table
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 2, 6, 3, 4
 
@@ -34,31 +35,6 @@ def build_keras_layer(keras_version, dtype, rng):
         ]
     )
     return layer
-
-
-def step_table(tr, sample, t):
-    """One step's arithmetic, unit by unit: pre-activation parts, gates, states."""
-    rows = []
-    header = f"{'unit':>4}  {'gate':<4} {'x_t W':>9} {'h_t-1 U':>9} {'b':>9} {'z':>9}   value"
-    rows.append(header)
-    rows.append("-" * len(header))
-    values = {"i": tr.i, "f": tr.f, "c": tr.c_tilde, "o": tr.o}
-    for unit in range(tr.units):
-        for gate in GATES:
-            part = tr.preactivation(gate)
-            name = {"c": "c~"}.get(gate, gate)
-            rows.append(
-                f"{unit:>4}  {name:<4} {part.input[sample, t, unit]:>9.5f} "
-                f"{part.recurrent[sample, t, unit]:>9.5f} {part.bias[unit]:>9.5f} "
-                f"{part.total[sample, t, unit]:>9.5f}   {values[gate][sample, t, unit]:.6f}"
-            )
-        c_prev, c, h = tr.c_prev[sample, t, unit], tr.c[sample, t, unit], tr.h[sample, t, unit]
-        rows.append(
-            f"{'':>4}  C_t = f*C_t-1 + i*c~ = {tr.f[sample, t, unit]:.5f}*{c_prev:.5f} + "
-            f"{tr.i[sample, t, unit]:.5f}*{tr.c_tilde[sample, t, unit]:.5f} = {c:.6f}"
-        )
-        rows.append(f"{'':>4}  h_t = o*tanh(C_t) = {tr.o[sample, t, unit]:.5f}*tanh({c:.5f}) = {h:.6f}")
-    return "\n".join(rows)
 
 
 def main(argv=None):
@@ -96,7 +72,8 @@ def main(argv=None):
         cols = gate_slice(gate, UNITS)
         print(f"  {gate}: columns {cols.start}:{cols.stop}")
     print()
-    print(f"Step t={args.step} of sample 0: z = x_t W + h_t-1 U + b, then i,f,o = sigmoid(z), c~ = tanh(z)")
+    print(f"Step t={args.step} (counted from 0) of sample 0: z = x_t W + h_t-1 U + b, "
+          "then i,f,o = sigmoid(z), c~ = g(z) with g = tanh")
     print(step_table(tr, 0, args.step))
     return 0
 

@@ -207,12 +207,19 @@ class LSTMLayer:
         if traces is not None:
             trace = self.lstm.trace(x, mask=masks[0], initial_state=state)
             traces[self.name] = trace
-            outputs = _outputs_from_trace(self.lstm, trace)
+            outputs = self.outputs_from_trace(trace)
         else:
-            outputs = self.lstm(x, mask=masks[0], initial_state=state)
-        outputs = list(outputs) if self.lstm.return_state else [outputs]
+            outputs = _as_list(self.lstm(x, mask=masks[0], initial_state=state))
         output_mask = masks[0] if self.lstm.return_sequences else None
         return outputs, [output_mask] + [None] * (len(outputs) - 1)
+
+    def outputs_from_trace(self, trace):
+        """What the layer outputs (a list), read off its Trace."""
+        return _as_list(_outputs_from_trace(self.lstm, trace))
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _outputs_from_trace(lstm, trace):
@@ -249,19 +256,36 @@ class Bidirectional:
         x, *state = inputs
         forward_state, backward_state = (state[:2], state[2:]) if state else (None, None)
         if traces is not None:
-            tf, tb = (self.forward.trace(x, masks[0], forward_state),
-                      self.backward.trace(x, masks[0], backward_state))
-            traces[self.name] = BidirectionalTrace(forward=tf, backward=tb)
-            y, y_rev = _outputs_from_trace(self.forward, tf), _outputs_from_trace(self.backward, tb)
+            trace = BidirectionalTrace(
+                forward=self.forward.trace(x, masks[0], forward_state),
+                backward=self.backward.trace(x, masks[0], backward_state),
+            )
+            traces[self.name] = trace
+            outputs = self.outputs_from_trace(trace)
         else:
-            y = self.forward(x, mask=masks[0], initial_state=forward_state)
-            y_rev = self.backward(x, mask=masks[0], initial_state=backward_state)
+            outputs = self._merge(
+                self.forward(x, mask=masks[0], initial_state=forward_state),
+                self.backward(x, mask=masks[0], initial_state=backward_state),
+            )
+        mask = masks[0] if self.forward.return_sequences else None
+        merged = 2 if self.merge_mode is None else 1
+        return outputs, [mask] * merged + [None] * (len(outputs) - merged)
+
+    def outputs_from_trace(self, trace):
+        """What the layer outputs, read off a BidirectionalTrace."""
+        return self._merge(
+            _outputs_from_trace(self.forward, trace.forward),
+            _outputs_from_trace(self.backward, trace.backward),
+        )
+
+    def _merge(self, y, y_rev):
+        """The two directions' LSTM results (each as its LSTM returns them) merged as Keras does."""
         states = []
         if self.forward.return_state:
             states = list(y[1:]) + list(y_rev[1:])
             y, y_rev = y[0], y_rev[0]
         if self.forward.return_sequences:
-            y_rev = y_rev[:, ::-1]
+            y_rev = y_rev[:, ::-1]  # back to input order
         if self.merge_mode == "concat":
             outputs = [np.concatenate([y, y_rev], axis=-1)]
         elif self.merge_mode == "sum":
@@ -272,5 +296,4 @@ class Bidirectional:
             outputs = [y * y_rev]
         else:  # None: both, unmerged
             outputs = [y, y_rev]
-        mask = masks[0] if self.forward.return_sequences else None
-        return outputs + states, [mask] * len(outputs) + [None] * len(states)
+        return outputs + states

@@ -1,0 +1,343 @@
+"""The reflstm command line: look inside a saved Keras model's LSTMs.
+
+    reflstm inspect FILE
+    reflstm trace FILE --input X.npy [--layer NAME] --out TRACE.npz [--dtype float64]
+    reflstm verify FILE [--input X.npy]
+    reflstm explain FILE --layer NAME --step T [--sample B] [--input X.npy]
+    reflstm plot FILE --input X.npy --out gates.png [--layer NAME] [--sample B]
+
+Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
+model, 1 when `verify` finds a difference above tolerance.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from reflstm.equations import GATES, gate_slice
+from reflstm.errors import ReflstmError, refuse
+from reflstm.files import load
+from reflstm.layers import Bidirectional, BidirectionalTrace
+
+QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")
+# verify: largest difference allowed, relative to max(1, |Keras's value|), per dtype.
+VERIFY_TOLERANCE = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
+# trace: samples per chunk, so memory stays bounded and a progress bar can move.
+TRACE_CHUNK = 256
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ReflstmError as error:
+        print(f"reflstm {args.command}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"reflstm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a CLI answers in one line, never a traceback
+        print(f"reflstm {args.command}: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return 3
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="reflstm", description="Look inside a Keras model's LSTMs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    inspect = commands.add_parser("inspect", help="layers, and each LSTM's gate blocks and weight statistics")
+    inspect.add_argument("file")
+    inspect.set_defaults(run=inspect_command)
+
+    trace = commands.add_parser("trace", help="every step's i, f, c~, o, C, h of each LSTM, to .npz")
+    trace.add_argument("file")
+    trace.add_argument("--input", required=True, help="X.npy, shaped as the model's input")
+    trace.add_argument("--layer", help="only this LSTM layer")
+    trace.add_argument("--out", required=True, help="TRACE.npz to write")
+    trace.add_argument("--dtype", choices=["float32", "float64"], help="compute in this dtype")
+    trace.set_defaults(run=trace_command)
+
+    verify = commands.add_parser("verify", help="compare with Keras, layer by layer (needs Keras)")
+    verify.add_argument("file")
+    verify.add_argument("--input", help="X.npy (default: random input of the model's shape)")
+    verify.set_defaults(run=verify_command)
+
+    explain = commands.add_parser("explain", help="one time step's arithmetic, with the real numbers")
+    explain.add_argument("file")
+    explain.add_argument("--layer", required=True)
+    explain.add_argument("--step", type=int, required=True, help="counted from 0, in processing order")
+    explain.add_argument("--sample", type=int, default=0)
+    explain.add_argument("--input", help="X.npy (default: random input of the model's shape)")
+    explain.add_argument("--units", type=int, default=4, help="how many units to show (default 4)")
+    explain.add_argument("--direction", choices=["forward", "backward"], default="forward",
+                         help="for a Bidirectional layer")
+    explain.set_defaults(run=explain_command)
+
+    plot = commands.add_parser("plot", help="heatmaps of gates and states over time, as PNG")
+    plot.add_argument("file")
+    plot.add_argument("--input", required=True)
+    plot.add_argument("--out", required=True, help="gates.png to write")
+    plot.add_argument("--layer", help="the LSTM layer (default: the first)")
+    plot.add_argument("--sample", type=int, default=0)
+    plot.set_defaults(run=plot_command)
+    return parser
+
+
+def inspect_command(args):
+    model = load(args.file)
+    print(f"{args.file}: model {model.name!r}, Keras {model.keras_version}")
+    for name, shape in model.graph.input_shapes.items():
+        print(f"  input {name!r}: shape {shape}")
+    for name, layer in model.layers.items():
+        print(f"  layer {name!r}: {type(layer).__name__}")
+    for name, layer in model.lstm_layers.items():
+        for label, lstm in _directions(layer):
+            print()
+            print(f"LSTM {name!r}{label}: {lstm}")
+            _print_gate_blocks(lstm)
+    return 0
+
+
+def _directions(layer):
+    if isinstance(layer, Bidirectional):
+        return [(" forward", layer.forward), (" backward", layer.backward)]
+    return [("", layer.lstm)]
+
+
+def _print_gate_blocks(lstm):
+    u = lstm.units
+    print(f"  kernel {lstm.kernel.shape}, recurrent_kernel {lstm.recurrent_kernel.shape}, "
+          f"bias {None if lstm.bias is None else lstm.bias.shape}; gate columns (order i, f, c, o):")
+    header = f"    {'gate':<4} {'columns':<10} {'weight':<17} {'mean':>9} {'std':>9} {'min':>9} {'max':>9}"
+    print(header)
+    for gate in GATES:
+        cols = gate_slice(gate, u)
+        for weight in ("W", "U", "b"):
+            block = getattr(lstm, f"{weight}_{gate}")
+            if block is None:
+                continue
+            label = {"W": "kernel", "U": "recurrent_kernel", "b": "bias"}[weight]
+            print(f"    {gate:<4} {f'{cols.start}:{cols.stop}':<10} {label:<17} {block.mean():>9.4f} "
+                  f"{block.std():>9.4f} {block.min():>9.4f} {block.max():>9.4f}")
+
+
+def trace_command(args):
+    model = load(args.file)
+    if args.dtype:
+        model = model.astype(args.dtype)
+    x = _read_input(args.input)
+    names = _lstm_names(model, args.layer)
+    chunks = []
+    total = x.shape[0]
+    starts = range(0, total, TRACE_CHUNK)
+    for count, start in enumerate(starts, 1):
+        traces = model.trace(x[start : start + TRACE_CHUNK])
+        chunks.append({key: value for name in names for key, value in _arrays(name, traces[name]).items()})
+        _progress(count, len(starts))
+    arrays = {key: np.concatenate([c[key] for c in chunks], axis=0) for key in chunks[0]}
+    np.savez(args.out, **arrays)
+    print(f"wrote {args.out}: {len(arrays)} arrays for {', '.join(names)}; "
+          f"each (batch, timesteps, units), keys 'layer/quantity'")
+    return 0
+
+
+def _arrays(name, trace):
+    if isinstance(trace, BidirectionalTrace):
+        out = {}
+        for direction in ("forward", "backward"):
+            for key, value in _arrays(f"{name}/{direction}", getattr(trace, direction)).items():
+                out[key] = value
+        return out
+    return {f"{name}/{q}": np.ascontiguousarray(getattr(trace, q)) for q in QUANTITIES}
+
+
+def _progress(done, total):
+    """A progress bar on stderr, only on a terminal and only for more than one chunk."""
+    if total <= 1 or not sys.stderr.isatty():
+        return
+    width = 30
+    filled = width * done // total
+    end = "\n" if done == total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} chunks", end=end,
+          file=sys.stderr, flush=True)
+
+
+def _lstm_names(model, layer):
+    names = list(model.lstm_layers)
+    if not names:
+        raise refuse("FILE", "a model with an LSTM layer", "a model without one")
+    if layer is None:
+        return names
+    if layer not in names:
+        raise refuse("--layer", f"one of the LSTM layers {', '.join(names)}", repr(layer))
+    return [layer]
+
+
+def _read_input(path):
+    if not os.path.isfile(path):
+        raise refuse("--input", "an existing .npy file", f"{path!r}, which does not exist")
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle: that could run code
+    except (ValueError, OSError, EOFError) as error:
+        raise refuse("--input", "a .npy array of numbers", f"{path!r} ({str(error)[:100]})") from None
+
+
+def _random_input(model, seed=0):
+    """A random input of the model's saved input shape (10 steps where the length is free)."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for name in model.graph.inputs:
+        shape = model.graph.input_shapes.get(name)
+        if shape is None:
+            raise refuse("--input", "an input file (the model does not record its input shape)", "none")
+        shape = (2,) + tuple(10 if s is None else s for s in shape[1:])
+        embedding = _embedding_after(model, name)
+        if embedding is not None:
+            inputs.append(rng.integers(0, embedding.embeddings.shape[0], shape))
+        else:
+            inputs.append(rng.normal(0, 1, shape).astype(model_dtype(model)))
+    return inputs if len(inputs) > 1 else inputs[0]
+
+
+def _embedding_after(model, input_name):
+    from reflstm.layers import Embedding
+
+    for node in model.graph.nodes.values():
+        if isinstance(node.layer, Embedding) and any(src == input_name for src, _, _ in node.inputs):
+            return node.layer
+    return None
+
+
+def model_dtype(model):
+    lstms = [lstm for layer in model.lstm_layers.values() for _, lstm in _directions(layer)]
+    return lstms[0].dtype if lstms else np.dtype("float32")
+
+
+def verify_command(args):
+    model = load(args.file)
+    keras_model = _keras_model(args.file, model.keras_version)
+    x = _read_input(args.input) if args.input else _random_input(model)
+    tolerance = VERIFY_TOLERANCE[model_dtype(model)]
+    rows = [("model output", _as_list(keras_model.predict(x, verbose=0)), _as_list(model.predict(x)))]
+    traces = model.trace(x)
+    for name in model.lstm_layers:
+        keras_layer = keras_model.get_layer(name)
+        outputs = _as_list(_intermediate(keras_model, keras_layer).predict(x, verbose=0))
+        ours = model.lstm_layers[name].outputs_from_trace(traces[name])
+        rows.append((f"layer {name!r} outputs", outputs, ours))
+    worst = 0.0
+    for label, theirs, ours in rows:
+        difference = max(_relative_difference(a, b) for a, b in zip(ours, theirs))
+        worst = max(worst, difference)
+        print(f"{label:<40} largest difference {difference:.3g}")
+    verdict = "OK" if worst <= tolerance else "DIFFERENT"
+    print(f"{verdict}: largest difference {worst:.3g}, tolerance {tolerance:g} "
+          f"({model_dtype(model)}, relative to max(1, |Keras|))")
+    return 0 if worst <= tolerance else 1
+
+
+def _keras_model(path, keras_version):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        if keras_version == 3:
+            import keras
+
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        import tf_keras
+
+        return tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    except ImportError as error:
+        raise refuse("Keras", f"{'keras' if keras_version == 3 else 'tf_keras'} installed to verify "
+                     "against (pip install 'reflstm[keras]')", f"{error.name} is not installed") from None
+
+
+def _intermediate(keras_model, layer):
+    """A Keras model from the model's inputs to `layer`'s outputs."""
+    package = type(keras_model).__module__.split(".")[0]
+    if package == "keras":
+        import keras
+    else:
+        import tf_keras as keras
+    return keras.Model(keras_model.inputs, layer.output)
+
+
+def _as_list(value):
+    return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
+
+
+def _relative_difference(ours, theirs):
+    theirs = np.asarray(theirs, dtype=np.float64)
+    if ours.shape != theirs.shape:
+        return np.inf
+    return float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1.0), initial=0.0))
+
+
+def _layer_trace(model, name, x, direction="forward"):
+    names = _lstm_names(model, name)
+    trace = model.trace(x)[names[0]]
+    if isinstance(trace, BidirectionalTrace):
+        return getattr(trace, direction), f"{names[0]} ({direction})"
+    return trace, names[0]
+
+
+def explain_command(args):
+    from reflstm.explain import step_table
+
+    model = load(args.file)
+    if args.layer is None:
+        raise refuse("--layer", "a layer name", "none")
+    source = args.input or "random input (no --input given)"
+    x = _read_input(args.input) if args.input else _random_input(model)
+    trace, label = _layer_trace(model, args.layer, x, args.direction)
+    batch, timesteps = trace.h.shape[:2]
+    if not 0 <= args.step < timesteps:
+        raise refuse("--step", f"a step in 0..{timesteps - 1}", str(args.step))
+    if not 0 <= args.sample < batch:
+        raise refuse("--sample", f"a sample in 0..{batch - 1}", str(args.sample))
+    print(f"layer {label}, sample {args.sample}, step {args.step} of {timesteps} "
+          f"(processing order), input: {source}")
+    print("z = x_t W + h_t-1 U + b;  i, f, o = sigma(z);  c~ = g(z);  C_t = f*C_t-1 + i*c~;  "
+          "h_t = o*g(C_t)")
+    print(step_table(trace, args.sample, args.step, units=args.units))
+    return 0
+
+
+def plot_command(args):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise refuse("matplotlib", "installed for plots (pip install 'reflstm[plot]')",
+                     "not installed") from None
+    model = load(args.file)
+    x = _read_input(args.input)
+    trace, label = _layer_trace(model, args.layer, x)
+    if not 0 <= args.sample < trace.h.shape[0]:
+        raise refuse("--sample", f"a sample in 0..{trace.h.shape[0] - 1}", str(args.sample))
+    panels = [("i (input gate)", trace.i, (0, 1)), ("f (forget gate)", trace.f, (0, 1)),
+              ("c~ (candidate)", trace.c_tilde, None), ("o (output gate)", trace.o, (0, 1)),
+              ("C (cell state)", trace.c, None), ("h (hidden state)", trace.h, None)]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), constrained_layout=True)
+    for ax, (title, values, limits) in zip(axes.flat, panels):
+        data = values[args.sample].T  # (units, timesteps)
+        if limits is None:
+            bound = float(np.max(np.abs(data))) or 1.0
+            limits = (-bound, bound)
+            cmap = "RdBu_r"
+        else:
+            cmap = "viridis"
+        image = ax.imshow(data, aspect="auto", cmap=cmap, vmin=limits[0], vmax=limits[1],
+                          interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xlabel("time step (processing order)")
+        ax.set_ylabel("unit")
+        fig.colorbar(image, ax=ax)
+    fig.suptitle(f"{os.path.basename(args.file)}: LSTM {label}, sample {args.sample}")
+    fig.savefig(args.out, dpi=100)
+    print(f"wrote {args.out}")
+    return 0
