@@ -311,6 +311,7 @@ def plot_command(args):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise refuse("matplotlib", "installed for plots (pip install 'reflstm[plot]')",
                      "not installed") from None
@@ -336,8 +337,14 @@ def plot_command(args):
         ax.set_title(title)
         ax.set_xlabel("time step (processing order)")
         ax.set_ylabel("unit")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if trace.mask is not None:
+            for t in np.flatnonzero(~trace.mask[args.sample]):
+                ax.axvspan(t - 0.5, t + 0.5, facecolor="none", edgecolor="0.4", hatch="//", lw=0)
         fig.colorbar(image, ax=ax)
-    fig.suptitle(f"{os.path.basename(args.file)}: LSTM {label}, sample {args.sample}")
+    masked = "" if trace.mask is None else " (hatched: masked steps, state carried over)"
+    fig.suptitle(f"{os.path.basename(args.file)}: LSTM {label}, sample {args.sample}{masked}")
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
     return 0
