@@ -11,16 +11,32 @@ import numpy as np
 from reflstm import layers as L
 from reflstm.errors import refuse
 from reflstm.lstm import LSTM
+from reflstm.ops import OPERATIONS, Operation
 
-__all__ = ["Graph", "Node", "build_graph"]
+__all__ = ["Graph", "Node", "Slot", "NO_MASK_ARGUMENT", "build_graph"]
+
+NO_MASK_ARGUMENT = "no mask argument"  # a node whose call recorded no `mask`: masks propagate
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """A tensor's place in an operation's recorded arguments: the node's `index`-th input."""
+
+    index: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Node:
-    """One call of a layer: its inputs are (layer name, node index, tensor index) triples."""
+    """One call of a layer: its inputs are (layer name, node index, tensor index) triples.
+
+    `mask` is the recorded `mask` argument (Keras 3 functional graphs record it): a triple, None,
+    or NO_MASK_ARGUMENT. `template` holds an Operation's arguments, with Slots for tensors.
+    """
 
     layer: object
     inputs: tuple
+    mask: object = NO_MASK_ARGUMENT
+    template: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +86,28 @@ def _functional(config, weights, keras_version):
             inner = layer_config["config"]
             input_shapes[inner["name"]] = _input_shape(inner)
             continue
-        layer = _build_layer(layer_config, weights, keras_version)
+        if _is_operation(layer_config):
+            layer = Operation(layer_config["config"]["name"], layer_config["class_name"],
+                              layer_config["config"])
+        else:
+            layer = _build_layer(layer_config, weights, keras_version)
         for index, inbound in enumerate(layer_config.get("inbound_nodes", [])):
-            nodes[(layer.name, index)] = Node(layer, _inbound_tensors(inbound, layer.name))
+            nodes[(layer.name, index)] = _node(layer, inbound)
     inputs = tuple(name for name, _, _ in _triples(config["input_layers"]))
     outputs = tuple(_triples(config["output_layers"]))
     return Graph(config.get("name", "model"), nodes, inputs, outputs, input_shapes)
+
+
+def _is_operation(layer_config):
+    """A Keras 3 operation recorded in the graph, rather than a layer.
+
+    .keras files say so in `module`; legacy .h5 files written by Keras 3 record no module, and
+    there an operation is told by its config, which lacks the `trainable` every layer has.
+    """
+    module = layer_config.get("module")
+    if module is not None:
+        return str(module).startswith("keras.src.ops")
+    return layer_config.get("class_name") in OPERATIONS and "trainable" not in layer_config.get("config", {})
 
 
 def _triples(entries):
@@ -85,17 +117,24 @@ def _triples(entries):
     return [(name, node, tensor) for name, node, tensor in entries]
 
 
-def _inbound_tensors(inbound, layer_name):
-    """The (layer, node, tensor) triples a node reads: positional tensors, then initial_state."""
+def _node(layer, inbound):
+    """A Node from one recorded call: positional tensors, then initial_state, and the mask."""
     if isinstance(inbound, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-        found = _keras_tensors(inbound.get("args", []))
+        tensors = []
+        template = _template(inbound.get("args", []), tensors)
         kwargs = dict(inbound.get("kwargs", {}))
-        found += _keras_tensors(kwargs.pop("initial_state", None) or [])
+        kwargs.pop("training", None)
+        tensors += _keras_tensors(kwargs.pop("initial_state", None) or [])
+        mask = kwargs.pop("mask", NO_MASK_ARGUMENT)
+        if isinstance(mask, (list, tuple)):
+            mask = mask[0] if mask else None
+        if isinstance(mask, dict):
+            mask = _keras_tensors(mask)[0]
         for key, value in kwargs.items():
-            if _keras_tensors(value) or (key == "mask" and value is not None):
-                raise refuse(f"layer {layer_name!r}", "no call arguments but inputs and initial_state",
+            if _keras_tensors(value):
+                raise refuse(f"layer {layer.name!r}", "tensor arguments inputs, initial_state and mask",
                              f"call argument {key!r}")
-        return tuple(found)
+        return Node(layer, tuple(tensors), mask, template if isinstance(layer, Operation) else None)
     # tf_keras: [[name, node, tensor, kwargs], ...]; initial_state tensors arrive in kwargs.
     found = []
     for name, node, tensor, *rest in inbound:
@@ -103,7 +142,17 @@ def _inbound_tensors(inbound, layer_name):
         kwargs = rest[0] if rest else {}
         for state in kwargs.get("initial_state", None) or []:
             found.append(tuple(state[:3]))
-    return tuple(found)
+    return Node(layer, tuple(found))
+
+
+def _template(value, tensors):
+    """`value` with each recorded tensor replaced by a Slot, collecting the tensors in order."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        tensors.append(tuple(value["config"]["keras_history"]))
+        return Slot(len(tensors) - 1)
+    if isinstance(value, (list, tuple)):
+        return [_template(item, tensors) for item in value]
+    return value
 
 
 def _keras_tensors(value):

@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from reflstm.config import build_graph
+from reflstm.config import NO_MASK_ARGUMENT, Slot, build_graph
 from reflstm.errors import refuse
 from reflstm.layers import Bidirectional, LSTMLayer
+from reflstm.ops import Operation
 
 __all__ = ["Model"]
 
-# predict() splits a batch so that one chunk's widest activation stays near this many bytes.
-_CHUNK_BYTES = 64 * 2**20
+# predict() works through a batch this many samples at a time, so memory stays bounded.
+BLOCK = 64
 
 
 class Model:
@@ -26,7 +27,8 @@ class Model:
         self.name = self.graph.name
         self.layers = {}
         for node in self.graph.nodes.values():
-            self.layers.setdefault(node.layer.name, node.layer)
+            if not isinstance(node.layer, Operation):
+                self.layers.setdefault(node.layer.name, node.layer)
 
     @classmethod
     def from_keras(cls, model):
@@ -62,14 +64,15 @@ class Model:
     def predict(self, x, batch_size=None):
         """What Keras's ``model.predict(x)`` returns; x is one array, or a list for several inputs.
 
-        The batch is processed in chunks of `batch_size` samples (by default, as many as keep one
-        chunk's activations near 64 MiB); the result is the same as one pass.
+        The batch is processed `batch_size` samples at a time (64 by default), so memory stays
+        bounded however large the batch. Block by block the arithmetic is the same as one pass;
+        only the rounding of NumPy's matrix products can differ in the last bit, since BLAS
+        rounds by how many rows it multiplies at once (as Keras's own predict does with its
+        batch_size).
         """
         inputs = self._inputs(x)
         total = inputs[0].shape[0]
-        if batch_size is None:
-            per_sample = max(a[0].nbytes for a in inputs) * 8 + 1
-            batch_size = max(1, _CHUNK_BYTES // per_sample)
+        batch_size = BLOCK if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise refuse("batch_size", "a positive integer or None", repr(batch_size))
         chunks = [
@@ -121,13 +124,31 @@ class Model:
                     arrays.append(outputs[tensor])
                     masks.append(output_masks[tensor])
                 layer = node.layer
-                if isinstance(layer, (LSTMLayer, Bidirectional)):
+                if node.mask is not NO_MASK_ARGUMENT and masks:
+                    # Keras 3 functional graphs record the mask each layer was called with.
+                    masks[0] = None if node.mask is None else resolve(node.mask)
+                if isinstance(layer, Operation):
+                    results[key] = ([layer(_fill(node.template, arrays))], [None])
+                elif isinstance(layer, (LSTMLayer, Bidirectional)):
                     results[key] = layer(arrays, masks, traces)
                 else:
                     results[key] = layer(arrays, masks)
             return results[key]
 
+        def resolve(triple):
+            name, node_index, tensor = triple
+            return evaluate(name, node_index)[0][tensor]
+
         return [evaluate(name, node)[0][tensor] for name, node, tensor in self.graph.outputs]
+
+
+def _fill(template, arrays):
+    """An operation's recorded arguments with its input arrays put back in their Slots."""
+    if isinstance(template, Slot):
+        return arrays[template.index]
+    if isinstance(template, list):
+        return [_fill(item, arrays) for item in template]
+    return template
 
 
 def _shape_text(shape):

@@ -1,0 +1,137 @@
+"""Real Keras models, built with Keras 3 or tf_keras, given random weights, and saved to files.
+
+Every weight array is drawn anew (so every gate differs) and biases are non-zero. The inputs
+have padded steps and holes, so that Masking and Embedding(mask_zero) produce real masks.
+"""
+
+import numpy as np
+
+from keras_layers import keras_module
+
+BATCH, TIMESTEPS, FEATURES, VOCABULARY = 4, 6, 3, 12
+
+
+def _lstm_stack(k, dtype):
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    x = k.layers.LSTM(5, return_sequences=True, name="encoder", dtype=dtype)(x)
+    x = k.layers.Dropout(0.3, dtype=dtype)(x)
+    x = k.layers.LSTM(4, return_sequences=True, recurrent_activation="hard_sigmoid", name="second",
+                      dtype=dtype)(x)
+    x = k.layers.TimeDistributed(k.layers.Dense(2, dtype=dtype), dtype=dtype)(x)
+    return k.Model(inp, x)
+
+
+def _sequential(k, dtype):
+    return k.Sequential([
+        k.Input((TIMESTEPS, FEATURES), dtype=dtype),
+        k.layers.Masking(dtype=dtype),
+        k.layers.LSTM(5, return_sequences=True, go_backwards=True, name="backwards", dtype=dtype),
+        k.layers.SpatialDropout1D(0.2, dtype=dtype),
+        k.layers.LSTM(3, name="last", dtype=dtype),
+        k.layers.Dense(2, activation="softmax", dtype=dtype),
+    ])
+
+
+def _bidirectional(merge_mode, return_sequences=True):
+    def build(k, dtype):
+        inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+        x = k.layers.Masking(dtype=dtype)(inp)
+        y = k.layers.Bidirectional(
+            k.layers.LSTM(3, return_sequences=return_sequences, dtype=dtype),
+            merge_mode=merge_mode, name="bi", dtype=dtype,
+        )(x)
+        outputs = list(y) if merge_mode is None else [k.layers.Dense(2, dtype=dtype)(y)]
+        return k.Model(inp, outputs)
+
+    return build
+
+
+def _bidirectional_state(k, dtype):
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    y, fh, fc, bh, bc = k.layers.Bidirectional(
+        k.layers.LSTM(3, return_state=True, dtype=dtype), name="bi", dtype=dtype
+    )(x)
+    joined = k.layers.Concatenate(dtype=dtype)([y, fh, bc])
+    return k.Model(inp, k.layers.Dense(2, activation="tanh", dtype=dtype)(joined))
+
+
+def _embedding(k, dtype):
+    inp = k.Input((TIMESTEPS,), dtype="int32")
+    x = k.layers.Embedding(VOCABULARY, 4, mask_zero=True, dtype=dtype)(inp)
+    x = k.layers.LSTM(5, name="reader", dtype=dtype)(x)
+    return k.Model(inp, k.layers.Dense(3, activation="softmax", dtype=dtype)(x))
+
+
+def _branches(k, dtype):
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    a = k.layers.LSTM(4, return_sequences=True, name="left", dtype=dtype)(x)
+    b = k.layers.RNN(k.layers.LSTMCell(4, dtype=dtype), return_sequences=True, go_backwards=True,
+                     name="right", dtype=dtype)(x)
+    added = k.layers.Add(dtype=dtype)([a, b])
+    joined = k.layers.Concatenate(dtype=dtype)([added, a])
+    y = k.layers.LSTM(3, name="top", dtype=dtype)(joined)
+    return k.Model(inp, k.layers.Activation("relu", dtype=dtype)(k.layers.Dense(2, dtype=dtype)(y)))
+
+
+def _repeat(k, dtype):
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    h = k.layers.LSTM(4, name="summary", dtype=dtype)(inp)
+    x = k.layers.RepeatVector(3, dtype=dtype)(h)
+    x = k.layers.LSTM(2, return_sequences=True, name="unrolled", dtype=dtype)(x)
+    return k.Model(inp, k.layers.Dense(1, dtype=dtype)(k.layers.Flatten(dtype=dtype)(x)))
+
+
+def _encoder_decoder(k, dtype):
+    source = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    target = k.Input((4, 2), dtype=dtype)
+    _, h, c = k.layers.LSTM(4, return_state=True, name="encoder", dtype=dtype)(source)
+    y = k.layers.LSTM(4, return_sequences=True, name="decoder", dtype=dtype)(target, initial_state=[h, c])
+    return k.Model([source, target], k.layers.Dense(2, dtype=dtype)(y))
+
+
+MODELS = {
+    "lstm_stack": _lstm_stack,
+    "sequential": _sequential,
+    **{f"bidirectional_{mode}": _bidirectional(mode) for mode in ("concat", "sum", "mul", "ave")},
+    "bidirectional_none": _bidirectional(None),
+    "bidirectional_last_step": _bidirectional("concat", return_sequences=False),
+    "bidirectional_state": _bidirectional_state,
+    "embedding": _embedding,
+    "branches": _branches,
+    "repeat_flatten": _repeat,
+    "encoder_decoder": _encoder_decoder,
+}
+
+
+def build_model(name, keras_version, dtype="float32", seed=0):
+    """A Keras model of kind `name` with random weights (distinct per gate, non-zero biases)."""
+    k = keras_module(keras_version)
+    model = MODELS[name](k, dtype)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+def model_inputs(model, seed=1):
+    """Inputs for `model`: padded and holed sequences, or token ids with zeros for Embedding."""
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for tensor in model.inputs:
+        shape = (BATCH,) + tuple(tensor.shape[1:])
+        dtype = np.dtype(tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name)
+        if dtype.kind == "i":
+            ids = rng.integers(1, VOCABULARY, shape)
+            ids[0, 4:] = 0
+            ids[1, :2] = 0
+            ids[2, 3] = 0
+            inputs.append(ids.astype(dtype))
+        else:
+            x = rng.normal(0, 1, shape)
+            x[0, 4:] = 0  # right padding
+            x[1, :2] = 0  # left padding
+            x[2, 2] = 0  # a hole
+            inputs.append(x.astype(dtype))
+    return inputs if len(inputs) > 1 else inputs[0]
