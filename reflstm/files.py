@@ -30,10 +30,13 @@ def load(path):
         raise refuse("path", "an existing model file", f"{path!r}, which does not exist")
     import h5py  # the one dependency files need beyond NumPy
 
+    with open(path, "rb") as f:
+        magic = f.read(8)
     try:
-        if zipfile.is_zipfile(path):
+        # Told by the first bytes, so that a truncated file is reported as truncated.
+        if magic.startswith(b"PK\x03\x04"):
             return _load_keras_archive(path, h5py)
-        if h5py.is_hdf5(path):
+        if magic == b"\x89HDF\r\n\x1a\n":
             return _load_h5(path, h5py)
     except ReflstmError:
         raise

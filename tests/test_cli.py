@@ -1,0 +1,162 @@
+"""The reflstm command line, end to end, including its error paths."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import reflstm
+from keras_layers import keras_module
+from reflstm import cli
+from saved_models import build_model, model_inputs
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A Keras 3 .keras and a tf_keras .h5 model (an LSTM stack and a Bidirectional), with inputs."""
+    root = tmp_path_factory.mktemp("cli")
+    paths = {}
+    for key, (name, keras_version, fmt) in {
+        "stack": ("lstm_stack", 3, "keras"),
+        "bi": ("bidirectional_concat", 2, "h5"),
+    }.items():
+        model = build_model(name, keras_version)
+        paths[key] = root / f"{key}.{fmt}"
+        model.save(paths[key])
+        paths[f"{key}_x"] = root / f"{key}_x.npy"
+        np.save(paths[f"{key}_x"], model_inputs(model))
+    paths["root"] = root
+    return paths
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect_names_layers_and_gate_columns(files, capsys):
+    """inspect lists the layers, and for each LSTM which columns are i, f, c, o, with statistics."""
+    code, out, _ = run(capsys, "inspect", files["stack"])
+    assert code == 0
+    for expected in ("'encoder': LSTMLayer", "'second': LSTMLayer", "LSTM 'encoder'",
+                     "i    0:5", "f    5:10", "c    10:15", "o    15:20", "recurrent_kernel"):
+        assert expected in out, expected
+    code, out, _ = run(capsys, "inspect", files["bi"])
+    assert code == 0 and "LSTM 'bi' forward" in out and "LSTM 'bi' backward" in out
+
+
+def test_trace_writes_every_quantity(files, capsys, tmp_path):
+    """trace writes layer/quantity arrays equal to Model.trace, in float64 on request."""
+    out_path = tmp_path / "trace.npz"
+    code, out, _ = run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", out_path)
+    assert code == 0 and "wrote" in out
+    saved = np.load(out_path)
+    x = np.load(files["stack_x"])
+    traces = reflstm.load(files["stack"]).trace(x)
+    for layer in ("encoder", "second"):
+        for quantity in ("i", "f", "c_tilde", "o", "c", "h"):
+            np.testing.assert_array_equal(saved[f"{layer}/{quantity}"], getattr(traces[layer], quantity))
+    code, _, _ = run(capsys, "trace", files["bi"], "--input", files["bi_x"], "--out", out_path,
+                     "--layer", "bi", "--dtype", "float64")
+    saved = np.load(out_path)
+    assert code == 0 and sorted(saved)[0] == "bi/backward/c" and saved["bi/forward/h"].dtype == np.float64
+
+
+@pytest.mark.parametrize("key", ["stack", "bi"])
+def test_verify_agrees_with_keras(files, capsys, key):
+    """verify runs Keras and reflstm and reports the largest differences, within tolerance."""
+    code, out, _ = run(capsys, "verify", files[key], "--input", files[f"{key}_x"])
+    assert code == 0, out
+    assert "OK: largest difference" in out and "model output" in out
+    code, out, _ = run(capsys, "verify", files[key])  # random input of the saved shape
+    assert code == 0, out
+
+
+def test_verify_fails_above_tolerance(files, capsys, monkeypatch):
+    """verify exits 1 and says DIFFERENT when a difference exceeds the tolerance."""
+    monkeypatch.setitem(cli.VERIFY_TOLERANCE, np.dtype("float32"), -1.0)
+    code, out, _ = run(capsys, "verify", files["stack"], "--input", files["stack_x"])
+    assert code == 1 and "DIFFERENT" in out
+
+
+def test_verify_without_keras_says_so(files, tmp_path):
+    """Without Keras installed, verify says so plainly, in one line, and exits non-zero."""
+    fake = tmp_path / "nokeras"
+    (fake / "keras").mkdir(parents=True)
+    (fake / "keras" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'keras'\", name='keras')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    result = subprocess.run([sys.executable, "-m", "reflstm", "verify", str(files["stack"])],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert "keras is not installed" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_explain_prints_the_steps_numbers(files, capsys):
+    """explain prints one step's arithmetic, with the trace's own numbers."""
+    code, out, _ = run(capsys, "explain", files["stack"], "--layer", "encoder", "--step", "1",
+                       "--input", files["stack_x"], "--sample", "0", "--units", "2")
+    assert code == 0
+    tr = reflstm.load(files["stack"]).trace(np.load(files["stack_x"]))["encoder"]
+    assert f"{tr.f[0, 1, 0]:.6f}" in out and f"{tr.c[0, 1, 1]:.6f}" in out
+    assert "C_t = f*C_t-1 + i*c~" in out and "(3 more units not shown)" in out
+
+
+def test_plot_writes_a_png(files, capsys, tmp_path):
+    """plot writes a PNG of the gates and states."""
+    png = tmp_path / "gates.png"
+    code, _, _ = run(capsys, "plot", files["bi"], "--input", files["bi_x"], "--out", png)
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def broken_files(root):
+    text = root / "notes.keras"
+    text.write_text("not a model")
+    truncated = root / "truncated.keras"
+    data = (root / "stack.keras").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    k = keras_module(3)
+    lam = root / "lambda.keras"
+    k.Sequential([k.Input((4, 2)), k.layers.LSTM(3), k.layers.Lambda(lambda t: t + 1)]).save(lam)
+    wrong = root / "wrong_shape.npy"
+    np.save(wrong, np.zeros((2, 6, 9), "float32"))
+    pickled = root / "pickled.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return text, truncated, lam, wrong, pickled
+
+
+def test_error_paths_print_one_line(files, capsys):
+    """Bad files and inputs: one line on stderr naming the problem, exit 2, no traceback."""
+    text, truncated, lam, wrong, pickled = broken_files(files["root"])
+    stack, x = files["stack"], files["stack_x"]
+    cases = [
+        (["inspect", files["root"] / "missing.keras"], "does not exist"),
+        (["inspect", text], "neither"),
+        (["inspect", truncated], "truncated or corrupted"),
+        (["inspect", lam], "Lambda"),
+        (["trace", stack, "--input", wrong, "--out", files["root"] / "t.npz"], "input 'input_layer'"),
+        (["trace", stack, "--input", pickled, "--out", files["root"] / "t.npz"], "--input"),
+        (["trace", stack, "--input", files["root"] / "none.npy", "--out", "t.npz"], "does not exist"),
+        (["trace", stack, "--input", x, "--layer", "nope", "--out", "t.npz"], "--layer"),
+        (["explain", stack, "--layer", "encoder", "--step", "99", "--input", x], "--step"),
+    ]
+    for argv, words in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, out, err)
+        assert words in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+
+
+def test_module_entry_point(files):
+    """python -m reflstm runs the command line, with the one-line error contract."""
+    result = subprocess.run([sys.executable, "-m", "reflstm", "inspect", "/no/such/file.keras"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("reflstm inspect: path: expected an existing model file")
+    result = subprocess.run([sys.executable, "-m", "reflstm", "inspect", str(files["stack"])],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "LSTM 'encoder'" in result.stdout
