@@ -36,6 +36,9 @@ def main(argv=None):
     except ReflstmError as error:
         print(f"reflstm {args.command}: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"reflstm {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -221,11 +224,12 @@ def verify_command(args):
     keras_model = _keras_model(args.file, model.keras_version)
     x = _read_input(args.input) if args.input else _random_input(model)
     tolerance = VERIFY_TOLERANCE[model_dtype(model)]
-    rows = [("model output", _as_list(keras_model.predict(x, verbose=0)), _as_list(model.predict(x)))]
+    # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
+    rows = [("model output", _as_list(keras_model(x, training=False)), _as_list(model.predict(x)))]
     traces = model.trace(x)
     for name in model.lstm_layers:
         keras_layer = keras_model.get_layer(name)
-        outputs = _as_list(_intermediate(keras_model, keras_layer).predict(x, verbose=0))
+        outputs = _as_list(_intermediate(keras_model, keras_layer)(x, training=False))
         ours = model.lstm_layers[name].outputs_from_trace(traces[name])
         rows.append((f"layer {name!r} outputs", outputs, ours))
     worst = 0.0
@@ -261,7 +265,8 @@ def _intermediate(keras_model, layer):
         import keras
     else:
         import tf_keras as keras
-    return keras.Model(keras_model.inputs, layer.output)
+    inputs = keras_model.inputs if len(keras_model.inputs) > 1 else keras_model.inputs[0]
+    return keras.Model(inputs, layer.output)
 
 
 def _as_list(value):

@@ -42,6 +42,8 @@ def main(argv=None):
     parser.add_argument("--keras", type=int, choices=[3, 2], default=3, help="Keras 3 or tf_keras")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--step", type=int, default=2, help=f"the step to print, 0..{TIMESTEPS - 1}")
+    parser.add_argument("--save", metavar="PATH", help="also save the LSTM in a small model to PATH "
+                        "(.keras, or .h5 with --keras 2) and its input beside it, for the command line")
     args = parser.parse_args(argv)
     if not 0 <= args.step < TIMESTEPS:
         parser.exit(2, f"reflstm demo: --step must be in 0..{TIMESTEPS - 1}, got {args.step}\n")
@@ -75,7 +77,26 @@ def main(argv=None):
     print(f"Step t={args.step} (counted from 0) of sample 0: z = x_t W + h_t-1 U + b, "
           "then i,f,o = sigmoid(z), c~ = g(z) with g = tanh")
     print(step_table(tr, 0, args.step))
+    if args.save:
+        save_model(args, layer, x)
     return 0
+
+
+def save_model(args, layer, x):
+    """The demo's LSTM, weights and all, inside Input -> LSTM -> Dense(1), saved with its input."""
+    keras = sys.modules["keras" if args.keras == 3 else "tf_keras"]
+    lstm = keras.layers.LSTM(UNITS, return_sequences=True, name="lstm", dtype=args.dtype)
+    model = keras.Sequential([
+        keras.Input((TIMESTEPS, INPUT_DIM), dtype=args.dtype),
+        lstm,
+        keras.layers.Dense(1, name="readout", dtype=args.dtype),
+    ])
+    lstm.set_weights(layer.get_weights())
+    model.save(args.save)
+    x_path = os.path.splitext(args.save)[0] + "_x.npy"
+    np.save(x_path, x)
+    print()
+    print(f"saved {args.save} and its input {x_path}; try: reflstm inspect {args.save}")
 
 
 if __name__ == "__main__":
