@@ -137,6 +137,23 @@ class LSTM:
             lstm.states = [np.array(s, dtype=lstm.dtype) for s in states]
         return lstm
 
+    @classmethod
+    def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
+        """One layer and direction of a PyTorch nn.LSTM (or its state_dict); see reflstm.pytorch.
+
+        Returns an LSTM with return_sequences and return_state, as PyTorch returns both; the
+        reverse direction comes back with go_backwards=True, its outputs in processing order.
+        """
+        from reflstm.pytorch import lstm_arguments
+
+        return cls(**lstm_arguments(module_or_state_dict, layer, reverse))
+
+    def to_torch(self, layer=0, reverse=False):
+        """The weights as a PyTorch state_dict of NumPy arrays (weight_ih_l0, ...); see reflstm.pytorch."""
+        from reflstm.pytorch import to_state_dict
+
+        return to_state_dict(self, layer, reverse)
+
     def __repr__(self):
         options = [
             f"units={self.units}",
