@@ -154,6 +154,23 @@ class LSTM:
 
         return to_state_dict(self, layer, reverse)
 
+    @classmethod
+    def from_onnx(cls, W, R, B=None, **attributes):
+        """One direction of an ONNX LSTM node from its W, R, B (num_directions axis included).
+
+        Attributes as ONNX names them (direction, activations, activation_alpha, ...); `index`
+        picks the direction of a bidirectional node. See reflstm.onnx_lstm.
+        """
+        from reflstm.onnx_lstm import lstm_arguments
+
+        return cls(**lstm_arguments(W, R, B, **attributes))
+
+    def to_onnx(self):
+        """W, R, B and the attributes of an ONNX LSTM node computing this LSTM; see reflstm.onnx_lstm."""
+        from reflstm.onnx_lstm import to_onnx
+
+        return to_onnx(self)
+
     def __repr__(self):
         options = [
             f"units={self.units}",
