@@ -171,6 +171,20 @@ class LSTM:
 
         return to_onnx(self)
 
+    @classmethod
+    def from_keras1(cls, arrays, activation="tanh", inner_activation="hard_sigmoid", **options):
+        """Keras 1's twelve arrays (gates i, c, f, o, each W, U, b); see reflstm.legacy."""
+        from reflstm.legacy import keras1_arguments
+
+        return cls(**keras1_arguments(arrays, activation, inner_activation), **options)
+
+    @classmethod
+    def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
+        """CuDNNLSTM's weights (cuDNN block layout, 8*units bias); see reflstm.legacy."""
+        from reflstm.legacy import cudnn_arguments
+
+        return cls(**cudnn_arguments(kernel, recurrent_kernel, bias), **options)
+
     def __repr__(self):
         options = [
             f"units={self.units}",
