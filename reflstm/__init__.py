@@ -10,11 +10,12 @@
 The equations are in `reflstm.equations`.
 """
 
+from reflstm.diagnose import diagnose
 from reflstm.errors import ReflstmError
 from reflstm.files import load
 from reflstm.lstm import LSTM
 from reflstm.model import Model
 from reflstm.trace import Preactivation, Trace
 
-__all__ = ["LSTM", "Model", "Trace", "Preactivation", "ReflstmError", "load"]
+__all__ = ["LSTM", "Model", "Trace", "Preactivation", "ReflstmError", "diagnose", "load"]
 __version__ = "0.1.0"

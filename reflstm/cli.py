@@ -5,9 +5,10 @@
     reflstm verify FILE [--input X.npy]
     reflstm explain FILE --layer NAME --step T [--sample B] [--input X.npy]
     reflstm plot FILE --input X.npy --out gates.png [--layer NAME] [--sample B]
+    reflstm diagnose ARRAYS.npz
 
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
-model, 1 when `verify` finds a difference above tolerance.
+model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix.
 """
 
 import argparse
@@ -86,6 +87,10 @@ def _parser():
     plot.add_argument("--layer", help="the LSTM layer (default: the first)")
     plot.add_argument("--sample", type=int, default=0)
     plot.set_defaults(run=plot_command)
+
+    diagnose = commands.add_parser("diagnose", help="which extraction mistake explains the output?")
+    diagnose.add_argument("arrays", help="ARRAYS.npz with kernel, recurrent_kernel, [bias], x, expected")
+    diagnose.set_defaults(run=diagnose_command)
     return parser
 
 
@@ -353,3 +358,22 @@ def plot_command(args):
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
     return 0
+
+
+def diagnose_command(args):
+    from reflstm.diagnose import diagnose
+
+    if not os.path.isfile(args.arrays):
+        raise refuse("ARRAYS", "an existing .npz file", f"{args.arrays!r}, which does not exist")
+    try:
+        arrays = dict(np.load(args.arrays, allow_pickle=False))
+    except (ValueError, OSError, EOFError) as error:
+        raise refuse("ARRAYS", "an .npz of arrays", f"{args.arrays!r} ({str(error)[:100]})") from None
+    missing = [k for k in ("kernel", "recurrent_kernel", "x", "expected") if k not in arrays]
+    if missing:
+        raise refuse("ARRAYS", "keys kernel, recurrent_kernel, x, expected (and bias if any)",
+                     f"{args.arrays!r} without {', '.join(missing)}")
+    report = diagnose(arrays["kernel"], arrays["recurrent_kernel"], arrays.get("bias"),
+                      x=arrays["x"], expected=arrays["expected"])
+    print(report)
+    return 0 if report.fits else 1
