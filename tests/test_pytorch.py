@@ -106,3 +106,23 @@ def test_to_torch_refuses_other_activations():
     ref = reflstm.LSTM(np.zeros((2, 8)), np.zeros((2, 8)), recurrent_activation="hard_sigmoid")
     with pytest.raises(reflstm.ReflstmError, match="tanh and sigmoid"):
         ref.to_torch()
+
+
+def test_readme_worked_conversion_into_keras():
+    """The README's by-hand PyTorch -> Keras conversion: a Keras layer then computes torch's output."""
+    from keras_layers import call_keras, make_layer
+
+    m = module(torch.float64)
+    sd = m.state_dict()
+    kernel = sd["weight_ih_l0"].numpy().T
+    recurrent_kernel = sd["weight_hh_l0"].numpy().T
+    bias = (sd["bias_ih_l0"] + sd["bias_hh_l0"]).numpy()
+    layer = make_layer(3, FEATURES, HIDDEN, "float64", return_sequences=True,
+                       weights=[kernel, recurrent_kernel, bias])
+    x, _ = inputs(torch.float64, batch_first=False)
+    expected, _, _ = run_torch(m, x, None)
+    np.testing.assert_allclose(call_keras(layer, x.transpose(1, 0, 2)), expected.transpose(1, 0, 2),
+                               rtol=1e-12, atol=1e-12)
+    ref = reflstm.LSTM.from_torch(m)
+    np.testing.assert_array_equal(ref.kernel, kernel)
+    np.testing.assert_array_equal(ref.bias, bias)
