@@ -15,7 +15,7 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["keras1_arguments", "cudnn_arguments"]
+__all__ = ["keras1_arguments", "cudnn_arguments", "to_keras1", "to_cudnn"]
 
 
 def keras1_arguments(arrays, activation="tanh", inner_activation="hard_sigmoid"):
@@ -47,3 +47,27 @@ def cudnn_arguments(kernel, recurrent_kernel, bias):
     recurrent = np.hstack([k.T for k in np.hsplit(recurrent_kernel, 4)])
     input_bias, recurrent_bias = np.split(bias, 2)
     return dict(kernel=kernel, recurrent_kernel=recurrent, bias=input_bias + recurrent_bias)
+
+
+def to_keras1(lstm):
+    """Keras 1's twelve arrays [W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]."""
+    if lstm.bias is None:
+        raise refuse("lstm", "an LSTM with a bias (Keras 1 always had one)", "use_bias=False")
+    arrays = []
+    for gate in "icfo":
+        arrays += [getattr(lstm, f"{w}_{gate}").copy() for w in ("W", "U", "b")]
+    return arrays
+
+
+def to_cudnn(lstm):
+    """CuDNNLSTM's [kernel, recurrent_kernel, bias (8*units)]: the inverse of cudnn_arguments.
+
+    The bias goes to cuDNN's input half and zeros to its recurrent half (only their sum matters).
+    """
+    if lstm.activation != "tanh" or lstm.recurrent_activation != "sigmoid" or lstm.bias is None:
+        raise refuse("lstm", "tanh, sigmoid and a bias, the only LSTM cuDNN has",
+                     f"activation={lstm.activation!r}, recurrent_activation={lstm.recurrent_activation!r}, "
+                     f"bias={'None' if lstm.bias is None else 'given'}")
+    kernel = np.hstack([k.T.reshape(k.shape, order="C") for k in np.hsplit(lstm.kernel, 4)])
+    recurrent = np.hstack([k.T for k in np.hsplit(lstm.recurrent_kernel, 4)])
+    return [kernel, recurrent, np.concatenate([lstm.bias, np.zeros_like(lstm.bias)])]

@@ -185,6 +185,18 @@ class LSTM:
 
         return cls(**cudnn_arguments(kernel, recurrent_kernel, bias), **options)
 
+    def to_keras1(self):
+        """Keras 1's twelve arrays for this LSTM (gates i, c, f, o); see reflstm.legacy."""
+        from reflstm.legacy import to_keras1
+
+        return to_keras1(self)
+
+    def to_cudnn(self):
+        """CuDNNLSTM's [kernel, recurrent_kernel, bias] for this LSTM; see reflstm.legacy."""
+        from reflstm.legacy import to_cudnn
+
+        return to_cudnn(self)
+
     def __repr__(self):
         options = [
             f"units={self.units}",

@@ -60,3 +60,34 @@ def test_wrong_array_counts_are_refused():
         reflstm.LSTM.from_keras1([np.zeros((2, 2))] * 3)
     with pytest.raises(reflstm.ReflstmError, match="8\\*units"):
         reflstm.LSTM.from_cudnn(np.zeros((3, 16)), np.zeros((4, 16)), np.zeros(16))
+
+
+def test_to_cudnn_matches_tf_keras_conversion():
+    """to_cudnn() gives the CuDNNLSTM weights tf_keras's converter makes, and converts back."""
+    from tf_keras.src.layers.rnn.cudnn_lstm import CuDNNLSTM
+
+    rng = np.random.default_rng(2)
+    ref = reflstm.LSTM(rng.normal(size=(INPUT_DIM, 4 * UNITS)), rng.normal(size=(UNITS, 4 * UNITS)),
+                       rng.normal(size=4 * UNITS))
+    cudnn = CuDNNLSTM(UNITS)
+    cudnn.build((None, None, INPUT_DIM))
+    theirs = tf_keras_converter()(cudnn, [ref.kernel, ref.recurrent_kernel, ref.bias])
+    ours = ref.to_cudnn()
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    np.testing.assert_allclose(ours[2][: 4 * UNITS] + ours[2][4 * UNITS :],
+                               theirs[2][: 4 * UNITS] + theirs[2][4 * UNITS :], rtol=1e-15)
+    back = reflstm.LSTM.from_cudnn(*ours)
+    np.testing.assert_array_equal(back.kernel, ref.kernel)
+    np.testing.assert_array_equal(back.bias, ref.bias)
+
+
+def test_to_keras1_round_trip_through_tf_keras():
+    """to_keras1() arrays, loaded by tf_keras's Keras 1 converter, give back the LSTM's weights."""
+    rng = np.random.default_rng(3)
+    ref = reflstm.LSTM(rng.normal(size=(INPUT_DIM, 4 * UNITS)), rng.normal(size=(UNITS, 4 * UNITS)),
+                       rng.normal(size=4 * UNITS), recurrent_activation="hard_sigmoid", keras_version=2)
+    layer = target_layer(recurrent_activation="hard_sigmoid")
+    converted = tf_keras_converter()(layer, ref.to_keras1(), original_keras_version="1")
+    for ours, theirs in zip((ref.kernel, ref.recurrent_kernel, ref.bias), converted):
+        np.testing.assert_array_equal(ours, theirs)
