@@ -286,3 +286,94 @@ def _table(keras_version):
     if keras_version not in _TABLES:
         raise refuse("keras_version", "3 (keras) or 2 (tf_keras)", repr(keras_version))
     return _TABLES[keras_version]
+
+
+# --- derivatives, for the backward pass -------------------------------------------------------
+# vjp(name, keras_version)(z, y, dy) = dy · ∂y/∂z, where y = f(z). Elementwise functions use
+# f'(z), at kinks taking the side TensorFlow's gradient takes; softmax and log_softmax act along
+# the last axis.
+
+
+def _elementwise(derivative):
+    return lambda z, y, dy: dy * derivative(z, y)
+
+
+def _sigmoid_d(z, y):
+    return y * (1 - y)
+
+
+def _gelu_d(z, y):
+    from scipy.special import erfc
+
+    c = z.dtype.type(np.float32(0.7071067811865476))  # the constant TensorFlow's gelu uses
+    return 0.5 * erfc(-z * c) + z * c * np.exp(-np.square(z * c)) / np.sqrt(np.pi).astype(z.dtype)
+
+
+def _softmax_vjp(z, y, dy):
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+def _log_softmax_vjp(z, y, dy):
+    return dy - np.exp(y) * np.sum(dy, axis=-1, keepdims=True)
+
+
+_SCALE, _ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+_DERIVATIVES = {
+    "linear": lambda z, y: np.ones_like(z),
+    "sigmoid": _sigmoid_d,
+    "tanh": lambda z, y: 1 - y * y,
+    "relu": lambda z, y: (z > 0).astype(z.dtype),
+    "relu6": lambda z, y: ((z > 0) & (z < 6)).astype(z.dtype),
+    "elu": lambda z, y: np.where(z > 0, 1, y + 1),
+    "selu": lambda z, y: np.where(z > 0, _SCALE, y + _SCALE * _ALPHA),
+    "celu": lambda z, y: np.where(z > 0, 1, np.exp(np.minimum(z, 0))),
+    "softplus": lambda z, y: sigmoid(z),
+    "softsign": lambda z, y: 1 / np.square(1 + np.abs(z)),
+    "silu": lambda z, y: sigmoid(z) * (1 + z * (1 - sigmoid(z))),
+    "mish": lambda z, y: np.tanh(softplus(z)) + z * (1 - np.square(np.tanh(softplus(z)))) * sigmoid(z),
+    "exponential": lambda z, y: y,
+    "gelu": _gelu_d,
+    "hard_sigmoid_keras3": lambda z, y: ((z > -3) & (z < 3)).astype(z.dtype) / 6,
+    "hard_sigmoid_keras2": lambda z, y: ((z * z.dtype.type(0.2) + z.dtype.type(0.5) >= 0)
+                                          & (z * z.dtype.type(0.2) + z.dtype.type(0.5) <= 1)) * z.dtype.type(0.2),
+    "hard_silu": lambda z, y: hard_sigmoid_keras3(z) + z * ((z > -3) & (z < 3)) / 6,
+    "hard_tanh": lambda z, y: ((z >= -1) & (z <= 1)).astype(z.dtype),
+    "hard_shrink": lambda z, y: (np.abs(z) > 0.5).astype(z.dtype),
+    "soft_shrink": lambda z, y: (np.abs(z) > 0.5).astype(z.dtype),
+    "tanh_shrink": lambda z, y: np.square(np.tanh(z)),
+    "sparse_plus": lambda z, y: np.where(z <= -1, 0, np.where(z < 1, (z + 1) / 2, 1)),
+    "sparse_sigmoid": lambda z, y: np.where((z > -1) & (z < 1), 0.5, 0),
+    "squareplus": lambda z, y: (1 + z / np.sqrt(np.square(z) + 4)) / 2,
+    "log_sigmoid": lambda z, y: sigmoid(-z),
+    "thresholded_relu": lambda z, y: (z > 1).astype(z.dtype),
+}
+
+
+def _leaky_d(alpha):
+    alpha = float(np.float32(alpha))
+    return lambda z, y: np.where(z > 0, 1, alpha).astype(z.dtype)
+
+
+_VJPS = {name: _elementwise(d) for name, d in _DERIVATIVES.items()}
+_VJPS.update(softmax=_softmax_vjp, log_softmax=_log_softmax_vjp,
+             leaky_relu_0_2=_elementwise(_leaky_d(0.2)), leaky_relu_0_3=_elementwise(_leaky_d(0.3)))
+_VJP_BY_FUNCTION = {
+    sigmoid: "sigmoid", tanh: "tanh", linear: "linear", relu: "relu", relu6: "relu6", elu: "elu",
+    selu: "selu", celu: "celu", softplus: "softplus", softsign: "softsign", silu: "silu", mish: "mish",
+    exponential: "exponential", gelu: "gelu", hard_sigmoid_keras3: "hard_sigmoid_keras3",
+    hard_sigmoid_keras2: "hard_sigmoid_keras2", hard_silu: "hard_silu", hard_tanh: "hard_tanh",
+    hard_shrink: "hard_shrink", soft_shrink: "soft_shrink", tanh_shrink: "tanh_shrink",
+    sparse_plus: "sparse_plus", sparse_sigmoid: "sparse_sigmoid", squareplus: "squareplus",
+    log_sigmoid: "log_sigmoid", softmax: "softmax", log_softmax: "log_softmax",
+    _thresholded_relu: "thresholded_relu",
+    _TABLES[3]["leaky_relu"]: "leaky_relu_0_2", _TABLES[2]["LeakyReLU"]: "leaky_relu_0_3",
+}
+
+
+def vjp(name, keras_version, argument="activation", dtype="float32"):
+    """The vector-Jacobian product (z, y, dy) -> dz of activation `name` (see `get`)."""
+    function = get(name, keras_version, argument, dtype)
+    key = _VJP_BY_FUNCTION.get(function)
+    if key is None:
+        raise refuse(argument, "an activation with a modelled derivative (all but sparsemax)", repr(name))
+    return _VJPS[key]

@@ -248,6 +248,18 @@ class LSTM:
         _, _, _, trace = self._run(x, mask, initial_state, record=True)
         return trace
 
+    def backward(self, x, d_output, mask=None, initial_state=None):
+        """Gradients of sum(output * d_output) with respect to x, the weights and the initial state.
+
+        d_output is shaped like what calling the LSTM returns ([d_output, d_h, d_c] with
+        return_state). Returns a `reflstm.backward.Gradients` (x, kernel, recurrent_kernel, bias,
+        initial_state). The equations are in reflstm.backward. On a stateful LSTM it runs from,
+        and advances, the carried state, as a call does.
+        """
+        from reflstm.backward import backward
+
+        return backward(self, x, d_output, mask=mask, initial_state=initial_state)
+
     def reset_state(self):
         """Set the carried states of a stateful LSTM back to zeros, as Keras's reset_state does."""
         if self.states is not None:
