@@ -10,6 +10,7 @@
 The equations are in `reflstm.equations`.
 """
 
+from reflstm.attribution import attribute, memory_horizon
 from reflstm.diagnose import diagnose
 from reflstm.errors import ReflstmError
 from reflstm.files import load
@@ -17,5 +18,8 @@ from reflstm.lstm import LSTM
 from reflstm.model import Model
 from reflstm.trace import Preactivation, Trace
 
-__all__ = ["LSTM", "Model", "Trace", "Preactivation", "ReflstmError", "diagnose", "load"]
+__all__ = [
+    "LSTM", "Model", "Trace", "Preactivation", "ReflstmError",
+    "attribute", "diagnose", "load", "memory_horizon",
+]
 __version__ = "0.1.0"

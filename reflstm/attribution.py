@@ -1,0 +1,217 @@
+"""What did the network learn? Attribution of an LSTM's final output to each input step.
+
+The target is f(x) = h_T · w + b: one unit of the LSTM's final hidden state (w = e_unit, b = 0),
+or a linear readout of it such as the Dense layer after the LSTM (`readout=(kernel, bias)`).
+Its gradient comes from `LSTM.backward`, so every method here is exact, not estimated:
+
+- "gradient": ∂f/∂x (saliency).
+- "gradient_x_input": x ⊙ ∂f/∂x.
+- "integrated_gradients": (x − x') ⊙ mean over the straight path from a baseline x' (zeros by
+  default) of ∂f/∂x, at `steps` midpoints. Its entries add up to f(x) − f(x'); the shortfall is
+  reported as `completeness_error`.
+- "occlusion": f(x) − f(x with a window of steps set to the baseline), shared out evenly over
+  the window's cells. Needs only forward runs, so it also works on a whole `reflstm.Model`
+  (target: one unit of its output at the last step).
+
+`Attribution.per_lag()` sums the attributions' sizes over features and the batch by lag (lag 0
+is the last step), answering "how much does t−1 matter compared with t−5?".
+`memory_horizon` reads the forget gates: how much of C_t survives into the last cell state.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from reflstm.errors import refuse
+from reflstm.lstm import LSTM
+
+__all__ = ["attribute", "Attribution", "memory_horizon", "MemoryHorizon"]
+
+METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "occlusion")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Attribution:
+    """Attributions of the target to each input cell, (batch, timesteps, input_dim), input order."""
+
+    values: np.ndarray
+    method: str
+    target: np.ndarray  # f(x), (batch,)
+    baseline_target: "np.ndarray | None"  # f(baseline) for integrated gradients and occlusion
+    completeness_error: "float | None"  # integrated gradients: |Σ A − (f(x) − f(x'))| / max(1, |f(x) − f(x')|)
+
+    def per_lag(self):
+        """(lags, shares): the share of total |attribution| at each lag (0 = last step), summed over
+        features and averaged over the batch."""
+        size = np.abs(self.values).sum(axis=2)  # (batch, timesteps)
+        totals = size.sum(axis=1, keepdims=True)
+        shares = np.divide(size, totals, out=np.zeros_like(size), where=totals > 0).mean(axis=0)
+        lags = np.arange(size.shape[1])
+        return lags, shares[::-1]
+
+    def table(self, rows=None):
+        """The per-lag shares as text, most recent step first."""
+        lags, shares = self.per_lag()
+        rows = len(lags) if rows is None else min(rows, len(lags))
+        lines = [f"{'lag':>5} {'step':>6} {'share':>7}  ({self.method}, over {self.values.shape[0]} samples)"]
+        timesteps = len(lags)
+        for lag, share in zip(lags[:rows], shares[:rows]):
+            lines.append(f"{'t' if lag == 0 else f't-{lag}':>5} {timesteps - 1 - lag:>6} {share:>7.1%}  "
+                         + "#" * int(round(share * 40)))
+        if self.completeness_error is not None:
+            lines.append(f"completeness: attributions sum to f(x) - f(baseline) within {self.completeness_error:.2g}")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+
+def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseline=None, window=1,
+              readout=None, mask=None):
+    """Attribute one output of `target` (a reflstm.LSTM, or a reflstm.Model for occlusion) to x.
+
+    Args:
+        target: a `reflstm.LSTM`, or a `reflstm.Model` (method "occlusion" only).
+        x: (batch, timesteps, input_dim).
+        unit: the unit of the final hidden state (or of `readout`'s output, or of the model's
+            output) whose value is explained.
+        method: one of "gradient", "gradient_x_input", "integrated_gradients", "occlusion".
+        steps: integrated gradients' number of path points.
+        baseline: x' for integrated gradients and occlusion, shaped like x; zeros by default.
+        window: occlusion's number of consecutive steps hidden at once.
+        readout: (kernel (units, outputs), bias (outputs,)) of a Dense layer reading h_T, so that
+            the target is that layer's linear output `unit`.
+        mask: (batch, timesteps) for an LSTM target.
+
+    Returns:
+        An `Attribution`.
+    """
+    if method not in METHODS:
+        raise refuse("method", f"one of {', '.join(METHODS)}", repr(method))
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise refuse("x", "a 3-D array (batch, timesteps, input_dim)", x)
+    baseline = np.zeros_like(x) if baseline is None else np.asarray(baseline)
+    if baseline.shape != x.shape:
+        raise refuse("baseline", f"the shape of x {x.shape}", baseline)
+    if not isinstance(steps, int) or steps < 1:
+        raise refuse("steps", "a positive integer", repr(steps))
+    if not isinstance(window, int) or window < 1:
+        raise refuse("window", "a positive integer", repr(window))
+
+    if isinstance(target, LSTM):
+        f = _LinearTarget(target, unit, readout, mask)
+    elif hasattr(target, "predict") and hasattr(target, "graph"):
+        if method != "occlusion":
+            raise refuse("method", "occlusion for a whole Model (gradients are for an LSTM target; "
+                         "use LSTM.from_keras on the layer)", repr(method))
+        f = _ModelTarget(target, unit)
+    else:
+        raise refuse("target", "a reflstm.LSTM or reflstm.Model", type(target).__name__)
+
+    value = f.value(x)
+    if method == "occlusion":
+        return _occlusion(f, x, baseline, window, value)
+    if method == "integrated_gradients":
+        alphas = (np.arange(steps) + 0.5) / steps  # midpoints of the path
+        path = baseline[None] + alphas[:, None, None, None] * (x - baseline)[None]
+        grads = f.gradient(path.reshape(-1, *x.shape[1:])).reshape(steps, *x.shape)
+        values = (x - baseline) * grads.mean(axis=0)
+        base_value = f.value(baseline)
+        delta = value - base_value
+        error = float(np.max(np.abs(values.sum(axis=(1, 2)) - delta) / np.maximum(1, np.abs(delta))))
+        return Attribution(values, method, value, base_value, error)
+    grads = f.gradient(x)
+    values = grads if method == "gradient" else x * grads
+    return Attribution(values, method, value, None, None)
+
+
+class _LinearTarget:
+    """f(x) = h_T · w + b for an LSTM, with its exact gradient through LSTM.backward."""
+
+    def __init__(self, lstm, unit, readout, mask):
+        self.lstm = LSTM(lstm.kernel, lstm.recurrent_kernel, lstm.bias, activation=lstm.activation,
+                         recurrent_activation=lstm.recurrent_activation, go_backwards=lstm.go_backwards,
+                         return_state=True, keras_version=lstm.keras_version)
+        if readout is None:
+            kernel, bias = np.eye(lstm.units, dtype=lstm.dtype), np.zeros(lstm.units, lstm.dtype)
+        else:
+            kernel, bias = (np.asarray(a, lstm.dtype) for a in readout)
+            if kernel.ndim != 2 or kernel.shape[0] != lstm.units or bias.shape != (kernel.shape[1],):
+                raise refuse("readout", f"(kernel ({lstm.units}, outputs), bias (outputs,))",
+                             f"kernel {kernel.shape}, bias {bias.shape}")
+        if not isinstance(unit, (int, np.integer)) or not 0 <= unit < kernel.shape[1]:
+            raise refuse("unit", f"an output in 0..{kernel.shape[1] - 1}", repr(unit))
+        self.w, self.b = kernel[:, unit], bias[unit]
+        self.mask = None if mask is None else np.asarray(mask, bool)
+
+    def _mask(self, batch):
+        if self.mask is None:
+            return None
+        return np.tile(self.mask, (batch // self.mask.shape[0], 1))
+
+    def value(self, x):
+        _, h, _ = self.lstm(x, mask=self._mask(len(x)))
+        return h @ self.w + self.b
+
+    def gradient(self, x):
+        batch = len(x)
+        zeros = np.zeros((batch, self.lstm.units), self.lstm.dtype)
+        d_h = np.broadcast_to(self.w, (batch, self.lstm.units))
+        g = self.lstm.backward(x, [zeros, d_h, zeros], mask=self._mask(batch))
+        return g.x
+
+
+class _ModelTarget:
+    """f(x) = one unit of a Model's (first) output, at the last step if it is a sequence."""
+
+    def __init__(self, model, unit):
+        self.model, self.unit = model, unit
+
+    def value(self, x):
+        out = self.model.predict(x)
+        out = out[0] if isinstance(out, list) else out
+        out = out[:, -1] if out.ndim == 3 else out
+        if not 0 <= self.unit < out.shape[-1]:
+            raise refuse("unit", f"an output in 0..{out.shape[-1] - 1}", repr(self.unit))
+        return out[:, self.unit]
+
+
+def _occlusion(f, x, baseline, window, value):
+    batch, timesteps, features = x.shape
+    values = np.zeros(x.shape, np.result_type(x.dtype, np.float32))
+    for start in range(0, timesteps, window):
+        stop = min(start + window, timesteps)
+        hidden = x.copy()
+        hidden[:, start:stop] = baseline[:, start:stop]
+        delta = value - f.value(hidden)
+        values[:, start:stop] = delta[:, None, None] / ((stop - start) * features)
+    return Attribution(values, "occlusion", value, None, None)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MemoryHorizon:
+    """How far back each unit remembers, read off the forget gates.
+
+    retention[b, t, u] is the fraction of C_t that survives into the last cell state: the product
+    of the forget gates of the steps after t (1 at the last step; masked steps keep C, so they
+    count as 1). Steps are in processing order.
+    """
+
+    retention: np.ndarray  # (batch, timesteps, units)
+
+    def half_life(self):
+        """(units,): the mean number of steps back at which retention first falls to ½ or below."""
+        below = self.retention[:, ::-1] <= 0.5  # lag 0 first
+        lags = np.where(below.any(axis=1), below.argmax(axis=1), below.shape[1])  # (batch, units)
+        return lags.mean(axis=0)
+
+
+def memory_horizon(lstm, x, mask=None, initial_state=None):
+    """The MemoryHorizon of `lstm` on x: products of forget gates from each step to the last."""
+    tr = lstm.trace(x, mask=mask, initial_state=initial_state)
+    f = tr.f if tr.mask is None else np.where(tr.mask[..., None], tr.f, 1)
+    # Product over steps s > t: a reversed cumulative product, shifted by one step.
+    after = np.cumprod(f[:, ::-1], axis=1)[:, ::-1]  # Π_{s >= t} f_s
+    retention = np.concatenate([after[:, 1:], np.ones_like(after[:, :1])], axis=1)
+    return MemoryHorizon(retention)

@@ -1,0 +1,115 @@
+"""Attribution over time steps and the forget-gate memory horizon."""
+
+import numpy as np
+import pytest
+
+import reflstm
+from keras_layers import call_keras, make_layer, random_weights
+from trained_models import LAG, lag_task, trained_lag_model
+
+BATCH, TIMESTEPS, INPUT_DIM, UNITS = 3, 7, 4, 5
+
+
+def lstm(seed=0, **options):
+    return reflstm.LSTM(*random_weights(np.random.default_rng(seed), INPUT_DIM, UNITS, "float64"), **options)
+
+
+def inputs(seed=1):
+    return np.random.default_rng(seed).normal(0, 1.5, (BATCH, TIMESTEPS, INPUT_DIM))
+
+
+def test_integrated_gradients_are_complete():
+    """IG attributions add up to f(x) - f(baseline), closer with more path steps."""
+    ref, x = lstm(), inputs()
+    errors = [reflstm.attribute(ref, x, unit=2, steps=n).completeness_error for n in (16, 64, 256)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4, errors
+    a = reflstm.attribute(ref, x, unit=2, steps=256)
+    np.testing.assert_allclose(a.values.sum(axis=(1, 2)), a.target - a.baseline_target, atol=1e-3)
+
+
+def test_gradient_matches_keras_gradient_tape():
+    """The saliency of a final-h unit equals tf.GradientTape's gradient through the Keras layer."""
+    import tensorflow as tf
+
+    layer = make_layer(3, INPUT_DIM, UNITS, "float64", seed=3, return_state=True, go_backwards=True)
+    x = inputs()
+    x_t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        _, h, _ = layer(x_t)
+        value = tf.reduce_sum(h[:, 1])
+    expected = np.asarray(tape.gradient(value, x_t))
+    a = reflstm.attribute(reflstm.LSTM.from_keras(layer), x, unit=1, method="gradient")
+    np.testing.assert_allclose(a.values, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(a.target, call_keras(layer, x)[1][:, 1], rtol=1e-12)
+    gxi = reflstm.attribute(reflstm.LSTM.from_keras(layer), x, unit=1, method="gradient_x_input")
+    np.testing.assert_allclose(gxi.values, x * expected, rtol=1e-10, atol=1e-10)
+
+
+def test_occlusion_is_the_change_in_output():
+    """Occluding a window changes f by exactly what the window's cells add up to."""
+    ref, x = lstm(return_state=True), inputs()
+    a = reflstm.attribute(ref, x, unit=0, method="occlusion", window=2)
+    hidden = x.copy()
+    hidden[:, 2:4] = 0
+    change = ref(x)[1][:, 0] - ref(hidden)[1][:, 0]
+    np.testing.assert_allclose(a.values[:, 2:4].sum(axis=(1, 2)), change, rtol=1e-12)
+
+
+def test_readout_target_is_the_dense_output():
+    """With readout=(kernel, bias) the target is the Dense layer's output."""
+    ref, x = lstm(return_state=True), inputs()
+    rng = np.random.default_rng(4)
+    kernel, bias = rng.normal(size=(UNITS, 3)), rng.normal(size=3)
+    a = reflstm.attribute(ref, x, unit=2, method="gradient", readout=(kernel, bias))
+    np.testing.assert_allclose(a.target, ref(x)[1] @ kernel[:, 2] + bias[2], rtol=1e-12)
+
+
+def test_memory_horizon_is_the_product_of_forget_gates():
+    """retention[t] = product of the forget gates after t; masked steps keep C (factor 1)."""
+    ref, x = lstm(), inputs()
+    mask = np.ones((BATCH, TIMESTEPS), bool)
+    mask[0, 3] = False
+    horizon = reflstm.memory_horizon(ref, x, mask=mask)
+    f = ref.trace(x, mask=mask).f
+    for t in range(TIMESTEPS):
+        factors = np.where(mask[:, t + 1 :, None], f[:, t + 1 :], 1)
+        np.testing.assert_allclose(horizon.retention[:, t], np.prod(factors, axis=1), rtol=1e-12)
+    # By hand: zero weights give f = 1/2, so half of C is forgotten per step: half-life 1 step.
+    zero = reflstm.LSTM(np.zeros((2, 12)), np.zeros((3, 12)), np.zeros(12))
+    h = reflstm.memory_horizon(zero, np.ones((1, 5, 2)))
+    np.testing.assert_allclose(h.retention[0, :, 0], [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1])
+    np.testing.assert_allclose(h.half_life(), 1.0)
+
+
+def test_bad_arguments_are_refused():
+    """Unknown methods, gradient methods on a whole Model, and bad units are refused."""
+    ref, x = lstm(), inputs()
+    with pytest.raises(reflstm.ReflstmError, match="method"):
+        reflstm.attribute(ref, x, method="shap")
+    with pytest.raises(reflstm.ReflstmError, match="unit"):
+        reflstm.attribute(ref, x, unit=UNITS)
+    with pytest.raises(reflstm.ReflstmError, match="baseline"):
+        reflstm.attribute(ref, x, baseline=np.zeros((1, 2, 3)))
+
+
+@pytest.fixture(scope="module")
+def lag_model():
+    return trained_lag_model()
+
+
+def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
+    """A Keras LSTM trained to output the input at t-3: every method puts t-3 first."""
+    x, y = lag_task(64, seed=9)
+    assert float(np.mean((lag_model.predict(x, verbose=0) - y) ** 2)) < 0.05  # it learned the task
+    layer, dense = lag_model.get_layer("lstm"), lag_model.get_layer("readout")
+    ref = reflstm.LSTM.from_keras(layer)
+    readout = dense.get_weights()
+    for method in ("gradient", "gradient_x_input", "integrated_gradients", "occlusion"):
+        a = reflstm.attribute(ref, x, method=method, readout=readout)
+        lags, shares = a.per_lag()
+        assert lags[np.argmax(shares)] == LAG, (method, a.table())
+    # Occlusion also runs on the whole model, read from Keras without TensorFlow in the loop.
+    model = reflstm.Model.from_keras(lag_model)
+    lags, shares = reflstm.attribute(model, x, method="occlusion").per_lag()
+    assert lags[np.argmax(shares)] == LAG
