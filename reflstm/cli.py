@@ -6,6 +6,7 @@
     reflstm explain FILE --layer NAME --step T [--sample B] [--input X.npy]
     reflstm plot FILE --input X.npy --out gates.png [--layer NAME] [--sample B]
     reflstm diagnose ARRAYS.npz
+    reflstm attribute FILE --input X.npy [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
 
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
 model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix.
@@ -91,6 +92,21 @@ def _parser():
     diagnose = commands.add_parser("diagnose", help="which extraction mistake explains the output?")
     diagnose.add_argument("arrays", help="ARRAYS.npz with kernel, recurrent_kernel, [bias], x, expected")
     diagnose.set_defaults(run=diagnose_command)
+
+    attribute = commands.add_parser("attribute", help="how much each input step matters for the output")
+    attribute.add_argument("file")
+    attribute.add_argument("--input", required=True)
+    attribute.add_argument("--method", default="integrated_gradients",
+                           choices=["gradient", "gradient_x_input", "integrated_gradients", "occlusion"])
+    attribute.add_argument("--target", choices=["output", "layer"], default="output",
+                           help="the model's output (default), or the final hidden state of --layer")
+    attribute.add_argument("--layer", help="the LSTM layer (default: the first)")
+    attribute.add_argument("--unit", type=int, default=0, help="which output / hidden unit")
+    attribute.add_argument("--steps", type=int, default=64, help="integrated gradients' path steps")
+    attribute.add_argument("--window", type=int, default=1, help="occlusion's window, in steps")
+    attribute.add_argument("--out", help="A.npz to write: attributions (batch, timesteps, features) and shares")
+    attribute.add_argument("--plot", help="P.png: attribution heatmap and per-lag bars")
+    attribute.set_defaults(run=attribute_command)
     return parser
 
 
@@ -377,3 +393,89 @@ def diagnose_command(args):
                       x=arrays["x"], expected=arrays["expected"])
     print(report)
     return 0 if report.fits else 1
+
+
+def attribute_command(args):
+    from reflstm.attribution import attribute
+
+    model = load(args.file)
+    x = _read_input(args.input)
+    if args.method == "occlusion" and args.target == "output":
+        target, readout, what = model, None, f"model output {args.unit}"
+    else:
+        target, readout, what = _lstm_target(model, args.layer, args.target)
+        what += f" {args.unit}"
+    result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps,
+                       window=args.window, readout=readout)
+    print(f"{args.file}: attribution of {what} to each input step")
+    print(result.table())
+    if target is not model:
+        from reflstm.attribution import memory_horizon
+
+        half_life = memory_horizon(target, x).half_life()
+        print("forget-gate half-life per unit (steps back until half of C_t is forgotten): "
+              + " ".join(f"{v:.1f}" for v in half_life))
+    if args.out:
+        lags, shares = result.per_lag()
+        np.savez(args.out, attributions=result.values, lags=lags, shares=shares, target=result.target)
+        print(f"wrote {args.out}")
+    if args.plot:
+        _plot_attribution(result, args.plot, f"{os.path.basename(args.file)}: {what}, {args.method}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _lstm_target(model, layer_name, target):
+    """(LSTM, readout, words) for gradient attribution: an LSTM reading the model's input directly,
+    and for target "output", the linear Dense layer that reads its final output and ends the model."""
+    from reflstm.layers import Dense, LSTMLayer
+
+    names = [n for n, l in model.lstm_layers.items() if isinstance(l, LSTMLayer)]
+    name = layer_name or (names[0] if names else None)
+    if name not in names:
+        raise refuse("--layer", f"one of the (non-Bidirectional) LSTM layers {', '.join(names) or '(none)'}",
+                     repr(layer_name))
+    nodes = {key[0]: node for key, node in model.graph.nodes.items()}
+    if nodes[name].inputs[0][0] not in model.graph.inputs:
+        raise refuse("--layer", "an LSTM reading the model's input directly (attributions to the model "
+                     "input through other layers need their backward pass; use --method occlusion)",
+                     f"{name!r}, which reads {nodes[name].inputs[0][0]!r}")
+    lstm = model.layers[name].lstm
+    if target == "layer":
+        return lstm, None, f"layer {name!r} final hidden unit"
+    (out_name, _, _), = model.graph.outputs[:1]
+    out = model.layers.get(out_name)
+    if not (isinstance(out, Dense) and nodes[out_name].inputs[0][0] == name and not lstm.return_sequences
+            and out.activation in ("linear", None)):
+        raise refuse("--target", "output only for a model ending LSTM -> linear Dense (else use "
+                     "--target layer, or --method occlusion)", f"model output from {out_name!r}")
+    bias = out.bias if out.bias is not None else np.zeros(out.kernel.shape[1], out.kernel.dtype)
+    return lstm, (out.kernel, bias), f"model output (Dense {out_name!r} on LSTM {name!r})"
+
+
+def _plot_attribution(result, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+    except ImportError:
+        raise refuse("matplotlib", "installed for plots (pip install 'reflstm[plot]')", "not installed") from None
+    values = np.abs(result.values).mean(axis=0).T  # (features, timesteps): signs cancel over a batch
+    lags, shares = result.per_lag()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    image = left.imshow(values, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+    left.set_xlabel("time step")
+    left.set_ylabel("input feature")
+    left.set_title("mean |attribution| over the batch")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=left)
+    right.bar(lags, shares * 100)
+    right.set_xlabel("lag (steps before the last)")
+    right.set_ylabel("share of |attribution| (%)")
+    right.set_title("importance by lag")
+    right.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    fig.savefig(path, dpi=100)

@@ -113,3 +113,23 @@ def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
     model = reflstm.Model.from_keras(lag_model)
     lags, shares = reflstm.attribute(model, x, method="occlusion").per_lag()
     assert lags[np.argmax(shares)] == LAG
+
+
+def test_command_line(lag_model, tmp_path, capsys):
+    """reflstm attribute prints the per-lag table (t-3 first here), writes .npz and a PNG."""
+    from reflstm import cli
+
+    path, x_path = tmp_path / "lag.keras", tmp_path / "x.npy"
+    lag_model.save(path)
+    np.save(x_path, lag_task(32, seed=10)[0])
+    out, png = tmp_path / "a.npz", tmp_path / "a.png"
+    assert cli.main(["attribute", str(path), "--input", str(x_path), "--out", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "t-3" in text and "completeness" in text and "half-life" in text
+    saved = np.load(out)
+    assert saved["lags"][np.argmax(saved["shares"])] == LAG
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for method in ("occlusion", "gradient"):
+        assert cli.main(["attribute", str(path), "--input", str(x_path), "--method", method]) == 0
+    assert cli.main(["attribute", str(path), "--input", str(x_path), "--layer", "nope"]) == 2
+    assert "--layer" in capsys.readouterr().err
