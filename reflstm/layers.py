@@ -41,6 +41,16 @@ class Dense:
         g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", y.dtype)
         return [g(y)], masks  # Dense and TimeDistributed support masking: the mask passes
 
+    def vjp(self, inputs, masks, d_outputs):
+        """Gradients of the inputs from those of the outputs (None: no gradient flows)."""
+        (x,) = inputs
+        x = x.astype(self.kernel.dtype, copy=False)
+        z = x @ self.kernel if self.bias is None else x @ self.kernel + self.bias
+        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", z.dtype)
+        dz = activations.vjp(self.activation, self.keras_version, f"activation of {self.name!r}",
+                             z.dtype)(z, g(z), d_outputs[0])
+        return [dz @ self.kernel.T]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Embedding:
@@ -69,6 +79,9 @@ class Embedding:
         mask = ids != 0 if self.mask_zero else None
         return [self.embeddings[ids]], [mask]
 
+    def vjp(self, inputs, masks, d_outputs):
+        return [None]  # integer token ids have no gradient
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Masking:
@@ -82,6 +95,10 @@ class Masking:
         keep = np.any(x != self.mask_value, axis=-1)  # (batch, timesteps)
         return [np.where(keep[..., None], x, 0).astype(x.dtype, copy=False)], [keep]
 
+    def vjp(self, inputs, masks, d_outputs):
+        keep = np.any(inputs[0] != self.mask_value, axis=-1)
+        return [np.where(keep[..., None], d_outputs[0], 0)]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Identity:
@@ -91,6 +108,9 @@ class Identity:
 
     def __call__(self, inputs, masks):
         return list(inputs), list(masks)
+
+    def vjp(self, inputs, masks, d_outputs):
+        return list(d_outputs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -104,6 +124,12 @@ class Activation:
         g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
         return [g(x)], masks
 
+    def vjp(self, inputs, masks, d_outputs):
+        (x,) = inputs
+        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
+        vjp = activations.vjp(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
+        return [vjp(x, g(x), d_outputs[0])]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Flatten:
@@ -114,6 +140,9 @@ class Flatten:
     def __call__(self, inputs, masks):
         (x,) = inputs
         return [x.reshape(x.shape[0], -1)], [None]
+
+    def vjp(self, inputs, masks, d_outputs):
+        return [d_outputs[0].reshape(inputs[0].shape)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -128,6 +157,9 @@ class RepeatVector:
         if x.ndim != 2:
             raise refuse(f"input of layer {self.name!r}", "a 2-D array (batch, features)", x)
         return [np.repeat(x[:, None, :], self.n, axis=1)], [None]
+
+    def vjp(self, inputs, masks, d_outputs):
+        return [d_outputs[0].sum(axis=1)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,6 +184,10 @@ class Concatenate:
         joined = np.concatenate(full, axis=self.axis)
         reduce = np.any if self.keras_version == 3 else np.all
         return [output], [reduce(joined, axis=-1)]
+
+    def vjp(self, inputs, masks, d_outputs):
+        sizes = np.cumsum([x.shape[self.axis] for x in inputs])[:-1]
+        return np.split(d_outputs[0], sizes, axis=self.axis)
 
 
 _MERGES = {
@@ -193,6 +229,32 @@ class Merge:
             return [output], [_fold(np.logical_or, masks)]
         return [output], [_fold(np.logical_and, [m for m in masks if m is not None])]
 
+    def vjp(self, inputs, masks, d_outputs):
+        dy, xs = d_outputs[0], list(inputs)
+        if self.kind == "Add":
+            return [dy] * len(xs)
+        if self.kind == "Subtract":
+            return [dy, -dy]
+        if self.kind == "Average":
+            return [dy / len(xs)] * len(xs)
+        if self.kind == "Multiply":
+            return [dy * _fold(np.multiply, xs[:k] + xs[k + 1 :]) if len(xs) > 1 else dy
+                    for k in range(len(xs))]
+        # Maximum / Minimum, folded pairwise as Keras folds them: TensorFlow's gradient of
+        # maximum(a, b) goes to a where a >= b (minimum: a <= b), else to b.
+        better = np.greater_equal if self.kind == "Maximum" else np.less_equal
+        grads, running, d_running = [], xs[0], None
+        picks = []
+        for x in xs[1:]:
+            picks.append(better(running, x))
+            running = np.where(picks[-1], running, x)
+        d_running = dy
+        for k in range(len(xs) - 1, 0, -1):
+            grads.append(np.where(picks[k - 1], 0, d_running))
+            d_running = np.where(picks[k - 1], d_running, 0)
+        grads.append(d_running)
+        return grads[::-1]
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LSTMLayer:
@@ -216,6 +278,15 @@ class LSTMLayer:
     def outputs_from_trace(self, trace):
         """What the layer outputs (a list), read off its Trace."""
         return _as_list(_outputs_from_trace(self.lstm, trace))
+
+    def vjp(self, inputs, masks, d_outputs):
+        """[dx, (dh0, dc0)] from the gradients of [output, (h, c)] (None where none came)."""
+        x, *state = inputs
+        lstm = self.lstm
+        outputs = _as_list(lstm(x, mask=masks[0], initial_state=state or None))
+        d = [np.zeros_like(o) if g is None else g for o, g in zip(outputs, d_outputs)]
+        g = lstm.backward(x, d if lstm.return_state else d[0], mask=masks[0], initial_state=state or None)
+        return [g.x] + (list(g.initial_state) if state else [])
 
 
 def _as_list(value):
@@ -270,6 +341,40 @@ class Bidirectional:
         mask = masks[0] if self.forward.return_sequences else None
         merged = 2 if self.merge_mode is None else 1
         return outputs, [mask] * merged + [None] * (len(outputs) - merged)
+
+    def vjp(self, inputs, masks, d_outputs):
+        """Gradients of [x, states...] from those of the merged outputs and the states."""
+        x, *state = inputs
+        forward_state, backward_state = (state[:2], state[2:]) if state else (None, None)
+        y_raw = self.forward(x, mask=masks[0], initial_state=forward_state)
+        y_rev_raw = self.backward(x, mask=masks[0], initial_state=backward_state)
+        y, y_rev = _as_list(y_raw), _as_list(y_rev_raw)
+        merged = 2 if self.merge_mode is None else 1
+        d_out = [np.zeros_like(o) if g is None else g
+                 for o, g in zip(self._merge(y_raw, y_rev_raw), d_outputs)]
+        a, b = y[0], (y_rev[0][:, ::-1] if self.forward.return_sequences else y_rev[0])
+        dy = d_out[:merged]
+        if self.merge_mode == "concat":
+            d_a, d_b = np.split(dy[0], 2, axis=-1)
+        elif self.merge_mode == "sum":
+            d_a, d_b = dy[0], dy[0]
+        elif self.merge_mode == "ave":
+            d_a, d_b = dy[0] / 2, dy[0] / 2
+        elif self.merge_mode == "mul":
+            d_a, d_b = dy[0] * b, dy[0] * a
+        else:
+            d_a, d_b = dy
+        if self.forward.return_sequences:
+            d_b = d_b[:, ::-1]  # back to the backward LSTM's processing order
+        states = d_out[merged:]
+        d_forward = [d_a] + states[:2] if self.forward.return_state else d_a
+        d_backward = [d_b] + states[2:] if self.forward.return_state else d_b
+        gf = self.forward.backward(x, d_forward, mask=masks[0], initial_state=forward_state)
+        gb = self.backward.backward(x, d_backward, mask=masks[0], initial_state=backward_state)
+        grads = [gf.x + gb.x]
+        if state:
+            grads += list(gf.initial_state) + list(gb.initial_state)
+        return grads
 
     def outputs_from_trace(self, trace):
         """What the layer outputs, read off a BidirectionalTrace."""

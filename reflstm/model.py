@@ -108,8 +108,45 @@ class Model:
             raise refuse("x", "the same batch size for every input", [a.shape for a in checked])
         return checked
 
-    def _run(self, inputs, traces):
-        """Evaluate the graph; each node once, inputs as given, masks as Keras propagates them."""
+    def backward(self, x, d_outputs):
+        """Gradients of sum(output * d_output) over the model's outputs, for each float input.
+
+        d_outputs is shaped like what `predict` returns (a list for several outputs). Returns
+        the gradient of each model input (a list for several), None for token-id inputs.
+        Gradients flow back through every layer the Model runs, LSTMs by `LSTM.backward`.
+        """
+        inputs = self._inputs(x)
+        record = []
+        outputs = self._run(inputs, traces=None, record=record)
+        d_list = list(d_outputs) if isinstance(d_outputs, (list, tuple)) else [d_outputs]
+        if len(d_list) != len(outputs):
+            raise refuse("d_outputs", f"{len(outputs)} arrays, one per model output", f"{len(d_list)}")
+        grads = {}  # (layer, node, tensor) -> accumulated gradient
+
+        def add(key, value):
+            if value is not None:
+                grads[key] = value if key not in grads else grads[key] + value
+
+        for triple, out, d in zip(self.graph.outputs, outputs, d_list):
+            d = np.asarray(d, out.dtype)
+            if d.shape != out.shape:
+                raise refuse("d_outputs", f"shape {out.shape}", d)
+            add(triple, d)
+        for key, node, arrays, masks, n_outputs in reversed(record):
+            d_out = [grads.get((key[0], key[1], k)) for k in range(n_outputs)]
+            if all(d is None for d in d_out) or isinstance(node.layer, Operation):
+                continue
+            for source, d in zip(node.inputs, node.layer.vjp(arrays, masks, d_out)):
+                add(source, d)
+        result = [grads.get((name, 0, 0)) for name in self.graph.inputs]
+        return result[0] if len(result) == 1 else result
+
+    def _run(self, inputs, traces, record=None):
+        """Evaluate the graph; each node once, inputs as given, masks as Keras propagates them.
+
+        With `record` (a list), append (node key, node, input arrays, input masks, output count)
+        in evaluation order, for the backward pass.
+        """
         results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)}
 
         def evaluate(name, node_index):
@@ -133,6 +170,8 @@ class Model:
                     results[key] = layer(arrays, masks, traces)
                 else:
                     results[key] = layer(arrays, masks)
+                if record is not None:
+                    record.append((key, node, arrays, list(masks), len(results[key][0])))
             return results[key]
 
         def resolve(triple):

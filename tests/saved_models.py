@@ -92,6 +92,17 @@ def _encoder_decoder(k, dtype):
     return k.Model([source, target], k.layers.Dense(2, dtype=dtype)(y))
 
 
+def _merges(k, dtype):
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    a = k.layers.LSTM(3, return_sequences=True, name="a", dtype=dtype)(x)
+    b = k.layers.LSTM(3, return_sequences=True, go_backwards=True, name="b", dtype=dtype)(x)
+    merged = [layer(dtype=dtype)([a, b]) for layer in (k.layers.Subtract, k.layers.Multiply,
+                                                        k.layers.Average, k.layers.Maximum, k.layers.Minimum)]
+    y = k.layers.LSTM(2, name="top", dtype=dtype)(k.layers.Concatenate(dtype=dtype)(merged))
+    return k.Model(inp, y)
+
+
 MODELS = {
     "lstm_stack": _lstm_stack,
     "sequential": _sequential,
@@ -103,6 +114,7 @@ MODELS = {
     "branches": _branches,
     "repeat_flatten": _repeat,
     "encoder_decoder": _encoder_decoder,
+    "merges": _merges,
 }
 
 
