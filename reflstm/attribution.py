@@ -1,8 +1,10 @@
 """What did the network learn? Attribution of an LSTM's final output to each input step.
 
-The target is f(x) = h_T · w + b: one unit of the LSTM's final hidden state (w = e_unit, b = 0),
-or a linear readout of it such as the Dense layer after the LSTM (`readout=(kernel, bias)`).
-Its gradient comes from `LSTM.backward`, so every method here is exact, not estimated:
+The target f(x) is, for an LSTM, one unit of its final hidden state h_T, or of a linear readout
+of it such as the Dense layer after the LSTM (`readout=(kernel, bias)`); for a whole
+`reflstm.Model`, one unit of its (first) output at the last step; or, for either, a function of
+that output that you give with its gradient (`function=lambda y: (value, d_value_d_y)`). Its
+gradient comes from `LSTM.backward` / `Model.backward`, so every method here is exact:
 
 - "gradient": ∂f/∂x (saliency).
 - "gradient_x_input": x ⊙ ∂f/∂x.
@@ -10,8 +12,7 @@ Its gradient comes from `LSTM.backward`, so every method here is exact, not esti
   default) of ∂f/∂x, at `steps` midpoints. Its entries add up to f(x) − f(x'); the shortfall is
   reported as `completeness_error`.
 - "occlusion": f(x) − f(x with a window of steps set to the baseline), shared out evenly over
-  the window's cells. Needs only forward runs, so it also works on a whole `reflstm.Model`
-  (target: one unit of its output at the last step).
+  the window's cells (forward runs only).
 
 `Attribution.per_lag()` sums the attributions' sizes over features and the batch by lag (lag 0
 is the last step), answering "how much does t−1 matter compared with t−5?".
@@ -43,7 +44,8 @@ class Attribution:
     def per_lag(self):
         """(lags, shares): the share of total |attribution| at each lag (0 = last step), summed over
         features and averaged over the batch."""
-        size = np.abs(self.values).sum(axis=2)  # (batch, timesteps)
+        size = np.abs(self.values)
+        size = size.sum(axis=2) if size.ndim == 3 else size  # (batch, timesteps)
         totals = size.sum(axis=1, keepdims=True)
         shares = np.divide(size, totals, out=np.zeros_like(size), where=totals > 0).mean(axis=0)
         lags = np.arange(size.shape[1])
@@ -67,11 +69,11 @@ class Attribution:
 
 
 def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseline=None, window=1,
-              readout=None, mask=None):
-    """Attribute one output of `target` (a reflstm.LSTM, or a reflstm.Model for occlusion) to x.
+              readout=None, mask=None, function=None):
+    """Attribute one output of `target` (a reflstm.LSTM or reflstm.Model) to each cell of x.
 
     Args:
-        target: a `reflstm.LSTM`, or a `reflstm.Model` (method "occlusion" only).
+        target: a `reflstm.LSTM` or a `reflstm.Model` (whose first input is x).
         x: (batch, timesteps, input_dim).
         unit: the unit of the final hidden state (or of `readout`'s output, or of the model's
             output) whose value is explained.
@@ -82,6 +84,8 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
         readout: (kernel (units, outputs), bias (outputs,)) of a Dense layer reading h_T, so that
             the target is that layer's linear output `unit`.
         mask: (batch, timesteps) for an LSTM target.
+        function: instead of `unit`, a function of the output y (the LSTM's h_T, or the model's
+            first output) returning (values (batch,), their gradient with respect to y).
 
     Returns:
         An `Attribution`.
@@ -89,7 +93,7 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
     if method not in METHODS:
         raise refuse("method", f"one of {', '.join(METHODS)}", repr(method))
     x = np.asarray(x)
-    if x.ndim != 3:
+    if x.ndim != 3 and not (x.ndim == 2 and not isinstance(target, LSTM)):
         raise refuse("x", "a 3-D array (batch, timesteps, input_dim)", x)
     baseline = np.zeros_like(x) if baseline is None else np.asarray(baseline)
     if baseline.shape != x.shape:
@@ -99,13 +103,12 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
     if not isinstance(window, int) or window < 1:
         raise refuse("window", "a positive integer", repr(window))
 
+    if function is not None and not callable(function):
+        raise refuse("function", "a callable y -> (values, gradient)", type(function).__name__)
     if isinstance(target, LSTM):
-        f = _LinearTarget(target, unit, readout, mask)
+        f = _LSTMTarget(target, unit, readout, mask, function)
     elif hasattr(target, "predict") and hasattr(target, "graph"):
-        if method != "occlusion":
-            raise refuse("method", "occlusion for a whole Model (gradients are for an LSTM target; "
-                         "use LSTM.from_keras on the layer)", repr(method))
-        f = _ModelTarget(target, unit)
+        f = _ModelTarget(target, unit, function)
     else:
         raise refuse("target", "a reflstm.LSTM or reflstm.Model", type(target).__name__)
 
@@ -126,13 +129,14 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
     return Attribution(values, method, value, None, None)
 
 
-class _LinearTarget:
-    """f(x) = h_T · w + b for an LSTM, with its exact gradient through LSTM.backward."""
+class _LSTMTarget:
+    """f(x) = h_T · w + b (or function(h_T)) for an LSTM, with its gradient by LSTM.backward."""
 
-    def __init__(self, lstm, unit, readout, mask):
+    def __init__(self, lstm, unit, readout, mask, function):
         self.lstm = LSTM(lstm.kernel, lstm.recurrent_kernel, lstm.bias, activation=lstm.activation,
                          recurrent_activation=lstm.recurrent_activation, go_backwards=lstm.go_backwards,
                          return_state=True, keras_version=lstm.keras_version)
+        self.function = function
         if readout is None:
             kernel, bias = np.eye(lstm.units, dtype=lstm.dtype), np.zeros(lstm.units, lstm.dtype)
         else:
@@ -140,7 +144,7 @@ class _LinearTarget:
             if kernel.ndim != 2 or kernel.shape[0] != lstm.units or bias.shape != (kernel.shape[1],):
                 raise refuse("readout", f"(kernel ({lstm.units}, outputs), bias (outputs,))",
                              f"kernel {kernel.shape}, bias {bias.shape}")
-        if not isinstance(unit, (int, np.integer)) or not 0 <= unit < kernel.shape[1]:
+        if function is None and (not isinstance(unit, (int, np.integer)) or not 0 <= unit < kernel.shape[1]):
             raise refuse("unit", f"an output in 0..{kernel.shape[1] - 1}", repr(unit))
         self.w, self.b = kernel[:, unit], bias[unit]
         self.mask = None if mask is None else np.asarray(mask, bool)
@@ -150,42 +154,78 @@ class _LinearTarget:
             return None
         return np.tile(self.mask, (batch // self.mask.shape[0], 1))
 
+    def _final_h(self, x):
+        return self.lstm(x, mask=self._mask(len(x)))[1]
+
     def value(self, x):
-        _, h, _ = self.lstm(x, mask=self._mask(len(x)))
-        return h @ self.w + self.b
+        h = self._final_h(x)
+        return _call(self.function, h)[0] if self.function else h @ self.w + self.b
 
     def gradient(self, x):
         batch = len(x)
         zeros = np.zeros((batch, self.lstm.units), self.lstm.dtype)
-        d_h = np.broadcast_to(self.w, (batch, self.lstm.units))
+        if self.function:
+            d_h = np.asarray(_call(self.function, self._final_h(x))[1], self.lstm.dtype)
+        else:
+            d_h = np.broadcast_to(self.w, (batch, self.lstm.units))
         g = self.lstm.backward(x, [zeros, d_h, zeros], mask=self._mask(batch))
         return g.x
 
 
 class _ModelTarget:
-    """f(x) = one unit of a Model's (first) output, at the last step if it is a sequence."""
+    """f(x) = one unit of a Model's first output at the last step (or function(output))."""
 
-    def __init__(self, model, unit):
-        self.model, self.unit = model, unit
+    def __init__(self, model, unit, function):
+        self.model, self.unit, self.function = model, unit, function
+
+    def _output(self, x):
+        out = self.model.predict(x)
+        return out if isinstance(out, list) else [out]
 
     def value(self, x):
-        out = self.model.predict(x)
-        out = out[0] if isinstance(out, list) else out
-        out = out[:, -1] if out.ndim == 3 else out
-        if not 0 <= self.unit < out.shape[-1]:
-            raise refuse("unit", f"an output in 0..{out.shape[-1] - 1}", repr(self.unit))
-        return out[:, self.unit]
+        y = self._output(x)[0]
+        if self.function:
+            return _call(self.function, y)[0]
+        y = y[:, -1] if y.ndim == 3 else y
+        if not isinstance(self.unit, (int, np.integer)) or not 0 <= self.unit < y.shape[-1]:
+            raise refuse("unit", f"an output in 0..{y.shape[-1] - 1}", repr(self.unit))
+        return y[:, self.unit]
+
+    def gradient(self, x):
+        outputs = self._output(x)
+        d = [np.zeros_like(o) for o in outputs]
+        if self.function:
+            d[0] = np.asarray(_call(self.function, outputs[0])[1], outputs[0].dtype)
+        elif outputs[0].ndim == 3:
+            d[0][:, -1, self.unit] = 1
+        else:
+            d[0][:, self.unit] = 1
+        g = self.model.backward(x, d if len(d) > 1 else d[0])
+        g = g[0] if isinstance(g, list) else g
+        if g is None:
+            raise refuse("target", "a model whose input is numbers (token ids have no gradient; "
+                         "use method='occlusion')", "a model reading token ids")
+        return g
+
+
+def _call(function, y):
+    values, gradient = function(y)
+    values = np.asarray(values)
+    if values.shape != (y.shape[0],) or np.shape(gradient) != y.shape:
+        raise refuse("function", f"(values {(y.shape[0],)}, gradient {y.shape})",
+                     f"(values {values.shape}, gradient {np.shape(gradient)})")
+    return values, gradient
 
 
 def _occlusion(f, x, baseline, window, value):
-    batch, timesteps, features = x.shape
+    timesteps, features = x.shape[1], int(np.prod(x.shape[2:]))
     values = np.zeros(x.shape, np.result_type(x.dtype, np.float32))
     for start in range(0, timesteps, window):
         stop = min(start + window, timesteps)
         hidden = x.copy()
         hidden[:, start:stop] = baseline[:, start:stop]
         delta = value - f.value(hidden)
-        values[:, start:stop] = delta[:, None, None] / ((stop - start) * features)
+        values[:, start:stop] = (delta / ((stop - start) * features)).reshape(-1, *[1] * (x.ndim - 1))
     return Attribution(values, "occlusion", value, None, None)
 
 

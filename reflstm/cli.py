@@ -98,9 +98,10 @@ def _parser():
     attribute.add_argument("--input", required=True)
     attribute.add_argument("--method", default="integrated_gradients",
                            choices=["gradient", "gradient_x_input", "integrated_gradients", "occlusion"])
-    attribute.add_argument("--target", choices=["output", "layer"], default="output",
-                           help="the model's output (default), or the final hidden state of --layer")
-    attribute.add_argument("--layer", help="the LSTM layer (default: the first)")
+    attribute.add_argument("--target", choices=["output", "layer"],
+                           help="the model's output (default), or the final hidden state of --layer "
+                           "(the default when --layer is given)")
+    attribute.add_argument("--layer", help="the LSTM layer for --target layer (default: the first)")
     attribute.add_argument("--unit", type=int, default=0, help="which output / hidden unit")
     attribute.add_argument("--steps", type=int, default=64, help="integrated gradients' path steps")
     attribute.add_argument("--window", type=int, default=1, help="occlusion's window, in steps")
@@ -400,19 +401,22 @@ def attribute_command(args):
 
     model = load(args.file)
     x = _read_input(args.input)
-    if args.method == "occlusion" and args.target == "output":
-        target, readout, what = model, None, f"model output {args.unit}"
+    args.target = args.target or ("layer" if args.layer else "output")
+    if args.target == "output" and args.layer:
+        raise refuse("--layer", "no layer with --target output (it explains the model's output)",
+                     repr(args.layer))
+    if args.target == "output":
+        target, what = model, f"model output {args.unit} (last step)"
     else:
-        target, readout, what = _lstm_target(model, args.layer, args.target)
-        what += f" {args.unit}"
-    result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps,
-                       window=args.window, readout=readout)
+        target, what = _lstm_target(model, args.layer), f"layer {args.layer or 'LSTM'!r} final hidden unit {args.unit}"
+    result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps, window=args.window)
     print(f"{args.file}: attribution of {what} to each input step")
     print(result.table())
-    if target is not model:
+    lstm = target if target is not model else _first_lstm_on_input(model)
+    if lstm is not None:
         from reflstm.attribution import memory_horizon
 
-        half_life = memory_horizon(target, x).half_life()
+        half_life = memory_horizon(lstm, x).half_life()
         print("forget-gate half-life per unit (steps back until half of C_t is forgotten): "
               + " ".join(f"{v:.1f}" for v in half_life))
     if args.out:
@@ -425,32 +429,28 @@ def attribute_command(args):
     return 0
 
 
-def _lstm_target(model, layer_name, target):
-    """(LSTM, readout, words) for gradient attribution: an LSTM reading the model's input directly,
-    and for target "output", the linear Dense layer that reads its final output and ends the model."""
-    from reflstm.layers import Dense, LSTMLayer
+def _lstm_target(model, layer_name):
+    """The LSTM `layer_name` (default: the first), which must read the model's input directly."""
+    from reflstm.layers import LSTMLayer
 
     names = [n for n, l in model.lstm_layers.items() if isinstance(l, LSTMLayer)]
     name = layer_name or (names[0] if names else None)
     if name not in names:
         raise refuse("--layer", f"one of the (non-Bidirectional) LSTM layers {', '.join(names) or '(none)'}",
                      repr(layer_name))
-    nodes = {key[0]: node for key, node in model.graph.nodes.items()}
-    if nodes[name].inputs[0][0] not in model.graph.inputs:
-        raise refuse("--layer", "an LSTM reading the model's input directly (attributions to the model "
-                     "input through other layers need their backward pass; use --method occlusion)",
-                     f"{name!r}, which reads {nodes[name].inputs[0][0]!r}")
-    lstm = model.layers[name].lstm
-    if target == "layer":
-        return lstm, None, f"layer {name!r} final hidden unit"
-    (out_name, _, _), = model.graph.outputs[:1]
-    out = model.layers.get(out_name)
-    if not (isinstance(out, Dense) and nodes[out_name].inputs[0][0] == name and not lstm.return_sequences
-            and out.activation in ("linear", None)):
-        raise refuse("--target", "output only for a model ending LSTM -> linear Dense (else use "
-                     "--target layer, or --method occlusion)", f"model output from {out_name!r}")
-    bias = out.bias if out.bias is not None else np.zeros(out.kernel.shape[1], out.kernel.dtype)
-    return lstm, (out.kernel, bias), f"model output (Dense {out_name!r} on LSTM {name!r})"
+    source = next(node.inputs[0][0] for key, node in model.graph.nodes.items() if key[0] == name)
+    if source not in model.graph.inputs:
+        raise refuse("--layer", "an LSTM reading the model's input directly (or use --target output)",
+                     f"{name!r}, which reads {source!r}")
+    return model.layers[name].lstm
+
+
+def _first_lstm_on_input(model):
+    """The first LSTM reading the model's input directly, for the memory horizon; else None."""
+    try:
+        return _lstm_target(model, None)
+    except ReflstmError:
+        return None
 
 
 def _plot_attribution(result, path, title):

@@ -82,8 +82,30 @@ def test_memory_horizon_is_the_product_of_forget_gates():
     np.testing.assert_allclose(h.half_life(), 1.0)
 
 
+def test_function_target_and_whole_model_gradients():
+    """A user function of the output, and a whole Model's output, through their exact gradients."""
+    import tensorflow as tf
+
+    from saved_models import build_model, model_inputs
+
+    model = build_model("branches", 3, "float64", seed=2)
+    x = model_inputs(model)
+    ref = reflstm.Model.from_keras(model)
+    # f(y) = y0 * y1 on the model's output (batch, 2): gradient (y1, y0).
+    function = lambda y: (y[:, 0] * y[:, 1], np.stack([y[:, 1], y[:, 0]], axis=1))  # noqa: E731
+    a = reflstm.attribute(ref, x, method="gradient", function=function)
+    x_t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_t)
+        y = model(x_t, training=False)
+        value = tf.reduce_sum(y[:, 0] * y[:, 1])
+    np.testing.assert_allclose(a.values, np.asarray(tape.gradient(value, x_t)), rtol=1e-10, atol=1e-10)
+    ig = reflstm.attribute(ref, x, unit=1, steps=128)
+    assert ig.completeness_error < 1e-3
+
+
 def test_bad_arguments_are_refused():
-    """Unknown methods, gradient methods on a whole Model, and bad units are refused."""
+    """Unknown methods, bad units and baselines, and token-id inputs for gradients are refused."""
     ref, x = lstm(), inputs()
     with pytest.raises(reflstm.ReflstmError, match="method"):
         reflstm.attribute(ref, x, method="shap")
@@ -91,6 +113,14 @@ def test_bad_arguments_are_refused():
         reflstm.attribute(ref, x, unit=UNITS)
     with pytest.raises(reflstm.ReflstmError, match="baseline"):
         reflstm.attribute(ref, x, baseline=np.zeros((1, 2, 3)))
+    from saved_models import build_model, model_inputs
+
+    model = reflstm.Model.from_keras(build_model("embedding", 3))
+    ids = model_inputs(build_model("embedding", 3))
+    with pytest.raises(reflstm.ReflstmError, match="token ids"):
+        reflstm.attribute(model, ids, method="gradient")
+    lags, shares = reflstm.attribute(model, ids, method="occlusion").per_lag()  # occlusion works
+    assert np.isclose(shares.sum(), 1.0)
 
 
 @pytest.fixture(scope="module")
