@@ -139,7 +139,7 @@ def test_error_paths_print_one_line(files, capsys):
         (["inspect", text], "neither"),
         (["inspect", truncated], "truncated or corrupted"),
         (["inspect", lam], "Lambda"),
-        (["trace", stack, "--input", wrong, "--out", files["root"] / "t.npz"], "input 'input_layer'"),
+        (["trace", stack, "--input", wrong, "--out", files["root"] / "t.npz"], "expected shape (batch, 6, 3)"),
         (["trace", stack, "--input", pickled, "--out", files["root"] / "t.npz"], "--input"),
         (["trace", stack, "--input", files["root"] / "none.npy", "--out", "t.npz"], "does not exist"),
         (["trace", stack, "--input", x, "--layer", "nope", "--out", "t.npz"], "--layer"),
