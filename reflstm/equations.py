@@ -17,7 +17,8 @@ There is no peephole: the output gate sees x_t and h_{t-1}, never C_t, and the h
 h_t = o_t ⊙ g(C_t), not a linear function of C_t.
 
 The four pre-activations are computed together as one row z = x_t W + h_{t-1} U + b of width
-4 * units, then split; `step` takes that z.
+4 * units, then split; `step` takes that z. The backward pass of these equations is written out
+in `reflstm.backward`.
 """
 
 import numpy as np
