@@ -20,9 +20,12 @@ __all__ = ["get", "names"]
 
 
 def sigmoid(x):
-    # tf.nn.sigmoid; written with exp(-|x|) so that neither branch can overflow.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    # tf.nn.sigmoid, as Eigen computes it: 1 / (1 + exp(-x)). For x below about -88 (float32)
+    # or -709 (float64) exp(-x) overflows to inf and the result is exactly 0, without a warning.
+    with np.errstate(over="ignore"):
+        e = np.exp(-x)
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 def tanh(x):
