@@ -233,8 +233,8 @@ class LSTM:
             output, (batch, timesteps, units) with return_sequences, else (batch, units); with
             return_state, ``[output, h, c]`` (a tuple for keras_version=3, as Keras 3 returns).
         """
-        outputs, h, c, _ = self._run(x, mask, initial_state, record=False)
-        output = outputs if self.return_sequences else outputs[:, -1]
+        sequence, last, h, c, _ = self._run(x, mask, initial_state, record=False)
+        output = sequence if self.return_sequences else last
         if not self.return_state:
             return output
         result = [output, h, c]
@@ -245,7 +245,7 @@ class LSTM:
 
         A trace is a call: on a stateful LSTM it also carries the final state into the next call.
         """
-        _, _, _, trace = self._run(x, mask, initial_state, record=True)
+        *_, trace = self._run(x, mask, initial_state, record=True)
         return trace
 
     def backward(self, x, d_output, mask=None, initial_state=None):
@@ -278,20 +278,31 @@ class LSTM:
             x = x[::-1]
             mask = None if mask is None else mask[:, ::-1]
         z_x = (x.reshape(-1, self.input_dim) @ self.kernel).reshape(timesteps, batch, 4 * units)
-        z_xb = z_x if b is None else z_x + b  # (timesteps, batch, 4 * units)
+        step_bias = None
+        if b is not None:
+            if record:
+                step_bias = b  # the trace keeps x_t W without b, so b is added step by step
+            else:
+                z_x += b  # a plain call folds b in once: the same sums, (x_t W + b) + h_{t-1} U
         keep = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
 
         shape = (timesteps, batch, units)
-        outputs = np.empty(shape, self.dtype)
         if record:
             gates = {name: np.empty(shape, self.dtype) for name in ("i", "f", "c_tilde", "o", "c", "h")}
             z_hs = np.empty((timesteps, batch, 4 * units), self.dtype)
+        # Every step's output is kept for return_sequences and traces; without a mask it is h,
+        # and a trace shares one array for both.
+        shares_h = record and keep is None
+        outputs = None
+        if (record or self.return_sequences) and not shares_h:
+            outputs = np.empty(shape, self.dtype)
 
         h, c = h0, c0
         output = np.zeros((batch, units), self.dtype)  # Keras's "previous output" before step 0
         for t in range(timesteps):
-            z_h = h @ U  # (batch, 4 * units)
-            i, f, c_tilde, o, c_new, h_new = step(z_xb[t] + z_h, c, self._sigma, self._g)
+            z_h = np.matmul(h, U, out=z_hs[t]) if record else h @ U  # (batch, 4 * units)
+            z = z_x[t] + z_h if step_bias is None else (z_x[t] + step_bias) + z_h
+            i, f, c_tilde, o, c_new, h_new = step(z, c, self._sigma, self._g)
             if keep is None:
                 h, c, output = h_new, c_new, h_new
             else:
@@ -301,14 +312,16 @@ class LSTM:
                 m = keep[t]
                 h, c = np.where(m, h_new, h), np.where(m, c_new, c)
                 output = np.where(m, h_new, 0 if self.zero_output_for_mask else output)
-            outputs[t] = output
+            if outputs is not None:
+                outputs[t] = output
             if record:
                 for name, value in zip(gates, (i, f, c_tilde, o, c, h)):
                     gates[name][t] = value
-                z_hs[t] = z_h
 
         if self.stateful:
             self.states = [h, c]
+        if shares_h:
+            outputs = gates["h"]
         trace = None
         if record:
             batch_major = {name: a.transpose(1, 0, 2) for name, a in gates.items()}
@@ -322,7 +335,8 @@ class LSTM:
                 c0=c0,
                 mask=mask,
             )
-        return outputs.transpose(1, 0, 2), h, c, trace
+        sequence = None if outputs is None else outputs.transpose(1, 0, 2)
+        return sequence, output, h, c, trace
 
     def _check_x(self, x):
         x = _numeric("x", x)
