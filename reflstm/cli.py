@@ -15,6 +15,7 @@ model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no
 import argparse
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -27,7 +28,7 @@ QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")
 # verify: largest difference allowed, relative to max(1, |Keras's value|), per dtype.
 VERIFY_TOLERANCE = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
 # trace: samples per chunk, so memory stays bounded and a progress bar can move.
-TRACE_CHUNK = 256
+TRACE_CHUNK = 64
 
 
 def main(argv=None):
@@ -63,6 +64,8 @@ def _parser():
     trace.add_argument("--layer", help="only this LSTM layer")
     trace.add_argument("--out", required=True, help="TRACE.npz to write")
     trace.add_argument("--dtype", choices=["float32", "float64"], help="compute in this dtype")
+    trace.add_argument("--chunk", type=int, default=TRACE_CHUNK,
+                       help=f"samples traced at a time (default {TRACE_CHUNK}); memory is one chunk's trace")
     trace.set_defaults(run=trace_command)
 
     verify = commands.add_parser("verify", help="compare with Keras, layer by layer (needs Keras)")
@@ -155,16 +158,28 @@ def trace_command(args):
         model = model.astype(args.dtype)
     x = _read_input(args.input)
     names = _lstm_names(model, args.layer)
-    chunks = []
+    if args.chunk < 1:
+        raise refuse("--chunk", "a positive number of samples", str(args.chunk))
     total = x.shape[0]
-    starts = range(0, total, TRACE_CHUNK)
-    for count, start in enumerate(starts, 1):
-        traces = model.trace(x[start : start + TRACE_CHUNK])
-        chunks.append({key: value for name in names for key, value in _arrays(name, traces[name]).items()})
-        _progress(count, len(starts))
-    arrays = {key: np.concatenate([c[key] for c in chunks], axis=0) for key in chunks[0]}
-    np.savez(args.out, **arrays)
-    print(f"wrote {args.out}: {len(arrays)} arrays for {', '.join(names)}; "
+    starts = range(0, total, args.chunk)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    # Each chunk's trace goes straight into memory-mapped .npy files beside the output, then
+    # into the .npz: memory stays at one chunk's trace, however long the input.
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".reflstm-trace-") as scratch:
+        maps = {}
+        for count, start in enumerate(starts, 1):
+            traces = model.trace(x[start : start + args.chunk])
+            for name in names:
+                for key, value in _arrays(name, traces[name]).items():
+                    if key not in maps:
+                        path = os.path.join(scratch, f"{len(maps)}.npy")
+                        maps[key] = np.lib.format.open_memmap(
+                            path, mode="w+", dtype=value.dtype, shape=(total,) + value.shape[1:])
+                    maps[key][start : start + len(value)] = value
+            _progress(count, len(starts))
+        np.savez(args.out, **maps)
+        del maps  # release the memory maps before the scratch folder goes
+    print(f"wrote {args.out}: arrays for {', '.join(names)}; "
           f"each (batch, timesteps, units), keys 'layer/quantity'")
     return 0
 

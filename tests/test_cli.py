@@ -160,3 +160,18 @@ def test_module_entry_point(files):
     result = subprocess.run([sys.executable, "-m", "reflstm", "inspect", str(files["stack"])],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "LSTM 'encoder'" in result.stdout
+
+
+def test_trace_in_chunks_is_the_blockwise_trace(files, capsys, tmp_path):
+    """trace --chunk N streams N samples at a time to disk: each block equals that block's trace."""
+    x = np.concatenate([np.load(files["stack_x"])] * 3)  # 12 samples
+    x_path, out = tmp_path / "x12.npy", tmp_path / "t.npz"
+    np.save(x_path, x)
+    assert cli.main(["trace", str(files["stack"]), "--input", str(x_path), "--out", str(out), "--chunk", "5"]) == 0
+    saved = np.load(out)
+    model = reflstm.load(files["stack"])
+    for start in (0, 5, 10):
+        block = model.trace(x[start : start + 5])
+        np.testing.assert_array_equal(saved["encoder/c"][start : start + 5], block["encoder"].c)
+    assert saved["second/h"].shape == (12, 6, 4)
+    assert not any(p.name.startswith(".reflstm-trace-") for p in tmp_path.iterdir())

@@ -1,0 +1,26 @@
+"""A tiny run of the benchmark scripts, so that they cannot rot (timings are not asserted)."""
+
+import importlib.util
+import pathlib
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_benchmark_smoke(capsys):
+    """bench_lstm --quick runs every reflstm method and the matmul bound and prints the table."""
+    results = load("bench_lstm").main(["--quick"])
+    assert {"trace", "outputs", "matmul"} <= set(results[0]["median_s"])
+    assert "ratio to the NumPy matmul lower bound" in capsys.readouterr().out
+
+
+def test_trace_memory_smoke():
+    """The memory measurement runs and sees a trace at least as large as its arrays."""
+    rows = load("bench_start_memory").trace_memory(points=((2, 5, 3, 4),))
+    assert rows[0]["peak_mib"] >= rows[0]["trace_mib"] * 0.99
