@@ -22,8 +22,9 @@ __all__ = ["get", "names"]
 def sigmoid(x):
     # tf.nn.sigmoid, as Eigen computes it: 1 / (1 + exp(-x)). For x below about -88 (float32)
     # or -709 (float64) exp(-x) overflows to inf and the result is exactly 0, without a warning.
+    e = np.negative(x)
     with np.errstate(over="ignore"):
-        e = np.exp(-x)
+        np.exp(e, out=e)
     e += 1
     return np.reciprocal(e, out=e)
 
