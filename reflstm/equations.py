@@ -50,7 +50,8 @@ def step(z, c_prev, sigma, g):
     Returns:
         (i, f, c_tilde, o, c, h), each (batch, units).
     """
-    z_i, z_f, z_c, z_o = np.split(z, 4, axis=-1)
+    units = z.shape[-1] // 4
+    z_i, z_f, z_c, z_o = (z[..., k * units : (k + 1) * units] for k in range(4))
     i = sigma(z_i)
     f = sigma(z_f)
     c_tilde = g(z_c)
