@@ -25,7 +25,7 @@ _LAZY = {
     "load": "reflstm.files",
     "attribute": "reflstm.attribution",
     "memory_horizon": "reflstm.attribution",
-    "diagnose": "reflstm.diagnose",
+    "diagnose": "reflstm.diagnosis",
 }
 
 

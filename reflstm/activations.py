@@ -61,10 +61,12 @@ def elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
+_SELU_SCALE, _SELU_ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
+
+
 def selu(x):
     # tf.nn.selu
-    scale, alpha = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
-    return scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+    return _SELU_SCALE * np.where(x > 0, x, _SELU_ALPHA * np.expm1(np.minimum(x, 0)))
 
 
 def celu(x):
@@ -136,7 +138,8 @@ def tanh_shrink(x):
 
 
 def sparse_plus(x):
-    return np.where(x <= -1, 0, np.where(x < 1, (x + 1) ** 2 / 4, x))
+    with np.errstate(over="ignore", invalid="ignore"):  # the unused branch may overflow, as in TF
+        return np.where(x <= -1, 0, np.where(x < 1, (x + 1) ** 2 / 4, x))
 
 
 def sparse_sigmoid(x):
@@ -144,8 +147,9 @@ def sparse_sigmoid(x):
 
 
 def squareplus(x):
-    # keras/src/backend/tensorflow/nn.py squareplus with b = 4
-    return (x + np.sqrt(np.square(x) + 4)) / 2
+    # keras/src/backend/tensorflow/nn.py squareplus with b = 4 (x² overflows to inf, as in TF)
+    with np.errstate(over="ignore"):
+        return (x + np.sqrt(np.square(x) + 4)) / 2
 
 
 def log_sigmoid(x):
@@ -321,7 +325,6 @@ def _log_softmax_vjp(z, y, dy):
     return dy - np.exp(y) * np.sum(dy, axis=-1, keepdims=True)
 
 
-_SCALE, _ALPHA = 1.0507009873554804934193349852946, 1.6732632423543772848170429916717
 _DERIVATIVES = {
     "linear": lambda z, y: np.ones_like(z),
     "sigmoid": _sigmoid_d,
@@ -329,7 +332,7 @@ _DERIVATIVES = {
     "relu": lambda z, y: (z > 0).astype(z.dtype),
     "relu6": lambda z, y: ((z > 0) & (z < 6)).astype(z.dtype),
     "elu": lambda z, y: np.where(z > 0, 1, y + 1),
-    "selu": lambda z, y: np.where(z > 0, _SCALE, y + _SCALE * _ALPHA),
+    "selu": lambda z, y: np.where(z > 0, _SELU_SCALE, y + _SELU_SCALE * _SELU_ALPHA),
     "celu": lambda z, y: np.where(z > 0, 1, np.exp(np.minimum(z, 0))),
     "softplus": lambda z, y: sigmoid(z),
     "softsign": lambda z, y: 1 / np.square(1 + np.abs(z)),

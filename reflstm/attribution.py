@@ -14,8 +14,9 @@ gradient comes from `LSTM.backward` / `Model.backward`, so every method here is 
 - "occlusion": f(x) − f(x with a window of steps set to the baseline), shared out evenly over
   the window's cells (forward runs only).
 
-`Attribution.per_lag()` sums the attributions' sizes over features and the batch by lag (lag 0
-is the last step), answering "how much does t−1 matter compared with t−5?".
+`Attribution.per_lag()` gives each lag's share of a sample's total |attribution| (summed over
+features, averaged over the batch; lag 0 is the last step), answering "how much does t−1 matter
+compared with t−5?".
 `memory_horizon` reads the forget gates: how much of C_t survives into the last cell state.
 """
 
@@ -42,8 +43,8 @@ class Attribution:
     completeness_error: "float | None"  # integrated gradients: |Σ A − (f(x) − f(x'))| / max(1, |f(x) − f(x')|)
 
     def per_lag(self):
-        """(lags, shares): the share of total |attribution| at each lag (0 = last step), summed over
-        features and averaged over the batch."""
+        """(lags, shares): the share of |attribution| at each lag (0 = last step): summed over
+        features, as a share of each sample's total, then averaged over the batch."""
         size = np.abs(self.values)
         size = size.sum(axis=2) if size.ndim == 3 else size  # (batch, timesteps)
         totals = size.sum(axis=1, keepdims=True)
@@ -105,6 +106,11 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
 
     if function is not None and not callable(function):
         raise refuse("function", "a callable y -> (values, gradient)", type(function).__name__)
+    if function is not None and readout is not None:
+        raise refuse("readout", "None when a function is given (the function reads h_T itself)", "a readout")
+    if not isinstance(target, LSTM) and (mask is not None or readout is not None):
+        raise refuse("mask / readout", "only with an LSTM target (a Model makes its own masks and "
+                     "ends in its own layers)", "given with a Model")
     if isinstance(target, LSTM):
         f = _LSTMTarget(target, unit, readout, mask, function)
     elif hasattr(target, "predict") and hasattr(target, "graph"):
@@ -147,7 +153,7 @@ class _LSTMTarget:
         if function is None and (not isinstance(unit, (int, np.integer)) or not 0 <= unit < kernel.shape[1]):
             raise refuse("unit", f"an output in 0..{kernel.shape[1] - 1}", repr(unit))
         self.w, self.b = kernel[:, unit], bias[unit]
-        self.mask = None if mask is None else np.asarray(mask, bool)
+        self.mask = None if mask is None else np.asarray(mask)  # checked by the LSTM on each call
 
     def _mask(self, batch):
         if self.mask is None:

@@ -95,9 +95,12 @@ def backward(lstm, x, d_output, mask=None, initial_state=None):
 
 def _split_d_output(lstm, d_output, batch, timesteps, units):
     """(d of every step's output, d of the final h, d of the final C), from d_output's structure."""
+    if lstm.return_state and not isinstance(d_output, (list, tuple)):
+        raise refuse("d_output", "[d_output, d_h, d_c] shaped like the LSTM's output",
+                     type(d_output).__name__)
     parts = list(d_output) if lstm.return_state else [d_output]
     expected = 3 if lstm.return_state else 1
-    if len(parts) != expected or (lstm.return_state and not isinstance(d_output, (list, tuple))):
+    if len(parts) != expected:
         raise refuse("d_output", f"{'[d_output, d_h, d_c]' if lstm.return_state else 'one array'} "
                      "shaped like the LSTM's output", f"{len(parts)} parts")
     out_shape = (batch, timesteps, units) if lstm.return_sequences else (batch, units)

@@ -9,7 +9,8 @@
     reflstm attribute FILE --input X.npy [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
 
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
-model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix.
+model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix, 3 for an
+unexpected error (reported in one line too).
 """
 
 import argparse
@@ -22,7 +23,7 @@ import numpy as np
 from reflstm.equations import GATES, gate_slice
 from reflstm.errors import ReflstmError, refuse
 from reflstm.files import load
-from reflstm.layers import Bidirectional, BidirectionalTrace
+from reflstm.layers import Bidirectional, BidirectionalTrace, _as_list
 
 QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")
 # verify: largest difference allowed, relative to max(1, |Keras's value|), per dtype.
@@ -80,8 +81,8 @@ def _parser():
     explain.add_argument("--sample", type=int, default=0)
     explain.add_argument("--input", help="X.npy (default: random input of the model's shape)")
     explain.add_argument("--units", type=int, default=4, help="how many units to show (default 4)")
-    explain.add_argument("--direction", choices=["forward", "backward"], default="forward",
-                         help="for a Bidirectional layer")
+    explain.add_argument("--direction", choices=["forward", "backward"],
+                         help="for a Bidirectional layer (default forward)")
     explain.set_defaults(run=explain_command)
 
     plot = commands.add_parser("plot", help="heatmaps of gates and states over time, as PNG")
@@ -153,6 +154,7 @@ def _print_gate_blocks(lstm):
 
 
 def trace_command(args):
+    out = _writable(args.out, "--out", ".npz")
     model = load(args.file)
     if args.dtype:
         model = model.astype(args.dtype)
@@ -162,7 +164,7 @@ def trace_command(args):
         raise refuse("--chunk", "a positive number of samples", str(args.chunk))
     total = x.shape[0]
     starts = range(0, total, args.chunk)
-    out_dir = os.path.dirname(os.path.abspath(args.out))
+    out_dir = os.path.dirname(os.path.abspath(out))
     # Each chunk's trace goes straight into memory-mapped .npy files beside the output, then
     # into the .npz: memory stays at one chunk's trace, however long the input.
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".reflstm-trace-") as scratch:
@@ -177,9 +179,9 @@ def trace_command(args):
                             path, mode="w+", dtype=value.dtype, shape=(total,) + value.shape[1:])
                     maps[key][start : start + len(value)] = value
             _progress(count, len(starts))
-        np.savez(args.out, **maps)
+        np.savez(out, **maps)
         del maps  # release the memory maps before the scratch folder goes
-    print(f"wrote {args.out}: arrays for {', '.join(names)}; "
+    print(f"wrote {out}: arrays for {', '.join(names)}; "
           f"each (batch, timesteps, units), keys 'layer/quantity'")
     return 0
 
@@ -220,9 +222,23 @@ def _read_input(path):
     if not os.path.isfile(path):
         raise refuse("--input", "an existing .npy file", f"{path!r}, which does not exist")
     try:
-        return np.load(path, allow_pickle=False)  # never unpickle: that could run code
+        x = np.load(path, allow_pickle=False)  # never unpickle: that could run code
     except (ValueError, OSError, EOFError) as error:
         raise refuse("--input", "a .npy array of numbers", f"{path!r} ({str(error)[:100]})") from None
+    if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
+        raise refuse("--input", "an array (batch, timesteps, ...) with at least one sample",
+                     f"{path!r}, of shape {getattr(x, 'shape', '?')}")
+    return x
+
+
+def _writable(path, option, suffix=None):
+    """`path` (with `suffix` added as NumPy will add it), checked to be in an existing folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise refuse(option, "a path in an existing folder", f"{path!r}")
+    if suffix and not path.endswith(suffix):
+        path += suffix
+    return path
 
 
 def _random_input(model, seed=0):
@@ -306,10 +322,6 @@ def _intermediate(keras_model, layer):
     return keras.Model(inputs, layer.output)
 
 
-def _as_list(value):
-    return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
-
-
 def _relative_difference(ours, theirs):
     theirs = np.asarray(theirs, dtype=np.float64)
     if ours.shape != theirs.shape:
@@ -317,20 +329,23 @@ def _relative_difference(ours, theirs):
     return float(np.max(np.abs(ours - theirs) / np.maximum(np.abs(theirs), 1.0), initial=0.0))
 
 
-def _layer_trace(model, name, x, direction="forward"):
+def _layer_trace(model, name, x, direction=None):
     names = _lstm_names(model, name)
     trace = model.trace(x)[names[0]]
     if isinstance(trace, BidirectionalTrace):
+        direction = direction or "forward"
         return getattr(trace, direction), f"{names[0]} ({direction})"
+    if direction not in (None, "forward"):
+        raise refuse("--direction", f"forward for {names[0]!r}, which is not Bidirectional", repr(direction))
     return trace, names[0]
 
 
 def explain_command(args):
     from reflstm.explain import step_table
 
+    if args.units < 1:
+        raise refuse("--units", "a positive number of units", str(args.units))
     model = load(args.file)
-    if args.layer is None:
-        raise refuse("--layer", "a layer name", "none")
     source = args.input or "random input (no --input given)"
     x = _read_input(args.input) if args.input else _random_input(model)
     trace, label = _layer_trace(model, args.layer, x, args.direction)
@@ -347,7 +362,8 @@ def explain_command(args):
     return 0
 
 
-def plot_command(args):
+def _pyplot():
+    """matplotlib.pyplot (drawing to files only) and MaxNLocator, or a clear error."""
     try:
         import matplotlib
 
@@ -357,6 +373,12 @@ def plot_command(args):
     except ImportError:
         raise refuse("matplotlib", "installed for plots (pip install 'reflstm[plot]')",
                      "not installed") from None
+    return plt, MaxNLocator
+
+
+def plot_command(args):
+    _writable(args.out, "--out")
+    plt, MaxNLocator = _pyplot()
     model = load(args.file)
     x = _read_input(args.input)
     trace, label = _layer_trace(model, args.layer, x)
@@ -393,7 +415,7 @@ def plot_command(args):
 
 
 def diagnose_command(args):
-    from reflstm.diagnose import diagnose
+    from reflstm.diagnosis import diagnose
 
     if not os.path.isfile(args.arrays):
         raise refuse("ARRAYS", "an existing .npz file", f"{args.arrays!r}, which does not exist")
@@ -414,6 +436,9 @@ def diagnose_command(args):
 def attribute_command(args):
     from reflstm.attribution import attribute
 
+    out = _writable(args.out, "--out", ".npz") if args.out else None
+    if args.plot:
+        _writable(args.plot, "--plot")
     model = load(args.file)
     x = _read_input(args.input)
     args.target = args.target or ("layer" if args.layer else "output")
@@ -434,10 +459,10 @@ def attribute_command(args):
         half_life = memory_horizon(lstm, x).half_life()
         print("forget-gate half-life per unit (steps back until half of C_t is forgotten): "
               + " ".join(f"{v:.1f}" for v in half_life))
-    if args.out:
+    if out:
         lags, shares = result.per_lag()
-        np.savez(args.out, attributions=result.values, lags=lags, shares=shares, target=result.target)
-        print(f"wrote {args.out}")
+        np.savez(out, attributions=result.values, lags=lags, shares=shares, target=result.target)
+        print(f"wrote {out}")
     if args.plot:
         _plot_attribution(result, args.plot, f"{os.path.basename(args.file)}: {what}, {args.method}")
         print(f"wrote {args.plot}")
@@ -469,14 +494,7 @@ def _first_lstm_on_input(model):
 
 
 def _plot_attribution(result, path, title):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError:
-        raise refuse("matplotlib", "installed for plots (pip install 'reflstm[plot]')", "not installed") from None
+    plt, MaxNLocator = _pyplot()
     values = np.abs(result.values).mean(axis=0).T  # (features, timesteps): signs cancel over a batch
     lags, shares = result.per_lag()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)

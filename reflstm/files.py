@@ -35,18 +35,26 @@ def load(path):
     try:
         # Told by the first bytes, so that a truncated file is reported as truncated.
         if magic.startswith(b"PK\x03\x04"):
-            return _load_keras_archive(path, h5py)
-        if magic == b"\x89HDF\r\n\x1a\n":
-            return _load_h5(path, h5py)
+            config, weights, keras_version = _read_keras_archive(path, h5py)
+        elif magic == b"\x89HDF\r\n\x1a\n":
+            config, weights, keras_version = _read_h5(path, h5py)
+        else:
+            raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{path!r}, which is neither")
     except ReflstmError:
         raise
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as error:
         raise refuse("path", "a complete Keras model file", f"{path!r}, which is truncated or "
                      f"corrupted ({type(error).__name__}: {str(error)[:120]})") from None
-    raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{path!r}, which is neither")
+    try:
+        return Model(config, weights, keras_version)
+    except ReflstmError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise refuse("path", "a model config reflstm can read", f"{path!r}, whose config has no "
+                     f"or a malformed entry ({type(error).__name__}: {str(error)[:120]})") from None
 
 
-def _load_keras_archive(path, h5py):
+def _read_keras_archive(path, h5py):
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
         for member in ("config.json", "model.weights.h5"):
@@ -65,7 +73,7 @@ def _load_keras_archive(path, h5py):
                     raise refuse("path", "a .keras archive that names each layer's variables",
                                  f"{path!r}, whose group {group.name!r} has no name")
                 weights[name] = _keras_variables(group)
-    return Model(config, weights, keras_version)
+    return config, weights, keras_version
 
 
 def _keras_variables(group):
@@ -80,7 +88,7 @@ def _keras_variables(group):
     return arrays
 
 
-def _load_h5(path, h5py):
+def _read_h5(path, h5py):
     with h5py.File(path, "r") as f:
         if "model_config" not in f.attrs:
             raise refuse("path", "a whole saved model (with model_config)",
@@ -93,7 +101,7 @@ def _load_h5(path, h5py):
             name = _text(name)
             group = root[name]
             weights[name] = [group[_text(w)][()] for w in group.attrs.get("weight_names", [])]
-    return Model(config, weights, keras_version)
+    return config, weights, keras_version
 
 
 def _text(value):

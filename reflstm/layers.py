@@ -283,14 +283,17 @@ class LSTMLayer:
         """[dx, (dh0, dc0)] from the gradients of [output, (h, c)] (None where none came)."""
         x, *state = inputs
         lstm = self.lstm
-        outputs = _as_list(lstm(x, mask=masks[0], initial_state=state or None))
-        d = [np.zeros_like(o) if g is None else g for o, g in zip(outputs, d_outputs)]
+        batch, timesteps = x.shape[:2]
+        shapes = [(batch, timesteps, lstm.units) if lstm.return_sequences else (batch, lstm.units)]
+        shapes += [(batch, lstm.units)] * 2 if lstm.return_state else []
+        d = [np.zeros(shape, lstm.dtype) if g is None else g for shape, g in zip(shapes, d_outputs)]
         g = lstm.backward(x, d if lstm.return_state else d[0], mask=masks[0], initial_state=state or None)
         return [g.x] + (list(g.initial_state) if state else [])
 
 
 def _as_list(value):
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    """A layer's or LSTM's result as a list of arrays (one array becomes a list of one)."""
+    return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
 
 
 def _outputs_from_trace(lstm, trace):

@@ -176,14 +176,14 @@ class LSTM:
         """Keras 1's twelve arrays (gates i, c, f, o, each W, U, b); see reflstm.legacy."""
         from reflstm.legacy import keras1_arguments
 
-        return cls(**keras1_arguments(arrays, activation, inner_activation), **options)
+        return cls(**{**keras1_arguments(arrays, activation, inner_activation), **options})
 
     @classmethod
     def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
         """CuDNNLSTM's weights (cuDNN block layout, 8*units bias); see reflstm.legacy."""
         from reflstm.legacy import cudnn_arguments
 
-        return cls(**cudnn_arguments(kernel, recurrent_kernel, bias), **options)
+        return cls(**{**cudnn_arguments(kernel, recurrent_kernel, bias), **options})
 
     def to_keras1(self):
         """Keras 1's twelve arrays for this LSTM (gates i, c, f, o); see reflstm.legacy."""
@@ -235,6 +235,8 @@ class LSTM:
         """
         sequence, last, h, c, _ = self._run(x, mask, initial_state, record=False)
         output = sequence if self.return_sequences else last
+        if self.return_state and output is h:
+            output = output.copy()  # Keras returns the output and h as separate tensors
         if not self.return_state:
             return output
         result = [output, h, c]
@@ -319,7 +321,7 @@ class LSTM:
                     gates[name][t] = value
 
         if self.stateful:
-            self.states = [h, c]
+            self.states = [h.copy(), c.copy()]  # not the arrays returned to the caller
         if shares_h:
             outputs = gates["h"]
         trace = None
@@ -331,9 +333,9 @@ class LSTM:
                 z_x=z_x.transpose(1, 0, 2),
                 z_h=z_hs.transpose(1, 0, 2),
                 bias=np.zeros(4 * units, self.dtype) if b is None else b,
-                h0=h0,
-                c0=c0,
-                mask=mask,
+                h0=np.array(h0),  # copies: the trace freezes its arrays, not the caller's
+                c0=np.array(c0),
+                mask=None if mask is None else np.array(mask),
             )
         sequence = None if outputs is None else outputs.transpose(1, 0, 2)
         return sequence, output, h, c, trace

@@ -83,13 +83,21 @@ class Model:
         return outputs[0] if len(outputs) == 1 else outputs
 
     def trace(self, x):
-        """{layer name: Trace} for every LSTM layer ({name: BidirectionalTrace} for Bidirectional)."""
+        """{layer name: Trace} for every LSTM layer ({name: BidirectionalTrace} for Bidirectional).
+
+        A layer called more than once in the graph (a shared layer) keeps its last call's trace.
+        """
         traces = {}
         self._run(self._inputs(x), traces=traces)
         return traces
 
     def _inputs(self, x):
-        arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(self.graph.inputs) == 1:
+            # One input: a list is that input's data, unless it is a list of one array.
+            single = isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray)
+            arrays = [x[0] if single else x]
+        else:
+            arrays = list(x) if isinstance(x, (list, tuple)) else [x]
         if len(arrays) != len(self.graph.inputs):
             raise refuse("x", f"{len(self.graph.inputs)} input arrays", f"{len(arrays)}")
         checked = []
@@ -97,6 +105,8 @@ class Model:
             array = np.asarray(array)
             if array.dtype.kind not in "biuf":
                 raise refuse(f"input {name!r}", "an array of numbers", array)
+            if array.ndim < 2 or array.shape[0] == 0:
+                raise refuse(f"input {name!r}", "a batch of at least one sample, (batch, ...)", array)
             shape = self.graph.input_shapes.get(name)
             if shape is not None and (
                 array.ndim != len(shape)

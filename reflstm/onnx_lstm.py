@@ -84,7 +84,7 @@ def lstm_arguments(W, R, B=None, *, direction="forward", index=None, activations
     """reflstm.LSTM keyword arguments for one direction of an ONNX LSTM node's inputs.
 
     `index` picks the direction along axis 0 (0 forward, 1 reverse) when `direction` is
-    "bidirectional"; otherwise there is one direction and `direction` says which.
+    "bidirectional"; otherwise it defaults to 0 and `direction` says which way that one runs.
     """
     W, R = np.asarray(W), np.asarray(R)
     if W.ndim != 3 or R.ndim != 3 or W.shape[1] % 4 or R.shape[1] != W.shape[1]:
@@ -98,6 +98,8 @@ def lstm_arguments(W, R, B=None, *, direction="forward", index=None, activations
         reverse = index == 1
     else:
         index, reverse = 0 if index is None else index, direction == "reverse"
+    if not isinstance(index, (int, np.integer)) or not 0 <= index < W.shape[0]:
+        raise refuse("index", f"a direction in 0..{W.shape[0] - 1}", repr(index))
     if clip is not None:
         raise refuse("clip", "None (Keras does not clip cell inputs)", repr(clip))
     if input_forget:
@@ -177,6 +179,8 @@ def lstms_from_onnx_file(path):
     """{node name: [LSTM per direction]} for every LSTM node of an .onnx file (needs onnx).
 
     Reads the protobuf only; nothing in the file is executed. W, R and B must be initializers.
+    The node's sequence_lens, initial_h and initial_c are not read: pass them to the LSTMs as
+    `mask` and `initial_state`.
     """
     try:
         import onnx

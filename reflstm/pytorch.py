@@ -58,7 +58,10 @@ def lstm_arguments(module_or_state_dict, layer=0, reverse=False):
         raise refuse("layer / reverse", "a layer and direction the LSTM has",
                      f"no weight_ih{suffix} among {sorted(k for k in arrays if k.startswith('weight_ih'))}")
     bias = None
-    if f"bias_ih{suffix}" in arrays:
+    if f"bias_ih{suffix}" in arrays or f"bias_hh{suffix}" in arrays:
+        if f"bias_ih{suffix}" not in arrays or f"bias_hh{suffix}" not in arrays:
+            raise refuse("module_or_state_dict", f"both bias_ih{suffix} and bias_hh{suffix}, or neither",
+                         "only one of them")
         bias = arrays[f"bias_ih{suffix}"] + arrays[f"bias_hh{suffix}"]
     return dict(
         kernel=arrays[f"weight_ih{suffix}"].T,
@@ -99,6 +102,9 @@ class TorchLSTM:
 
     def __init__(self, module):
         arrays, settings = _state_dict(module)
+        if "num_layers" not in settings:
+            raise refuse("module", "an nn.LSTM module (a state_dict lacks num_layers and batch_first)",
+                         type(module).__name__)
         self.num_layers = settings["num_layers"]
         self.bidirectional = settings["bidirectional"]
         self.batch_first = settings["batch_first"]

@@ -163,3 +163,18 @@ def test_command_line(lag_model, tmp_path, capsys):
         assert cli.main(["attribute", str(path), "--input", str(x_path), "--method", method]) == 0
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--layer", "nope"]) == 2
     assert "--layer" in capsys.readouterr().err
+
+
+def test_options_that_do_not_apply_are_refused():
+    """mask or readout with a Model, readout with a function, and a non-boolean mask are refused."""
+    from saved_models import build_model, model_inputs
+
+    model = reflstm.Model.from_keras(build_model("lstm_stack", 3))
+    x = model_inputs(build_model("lstm_stack", 3))
+    with pytest.raises(reflstm.ReflstmError, match="mask / readout"):
+        reflstm.attribute(model, x, mask=np.ones(x.shape[:2], bool))
+    ref, xs = lstm(), inputs()
+    with pytest.raises(reflstm.ReflstmError, match="readout"):
+        reflstm.attribute(ref, xs, function=lambda y: (y[:, 0], y * 0), readout=(np.eye(UNITS), np.zeros(UNITS)))
+    with pytest.raises(reflstm.ReflstmError, match="mask"):
+        reflstm.attribute(ref, xs, method="gradient", mask=np.full(xs.shape[:2], 2.0))

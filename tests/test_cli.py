@@ -175,3 +175,29 @@ def test_trace_in_chunks_is_the_blockwise_trace(files, capsys, tmp_path):
         np.testing.assert_array_equal(saved["encoder/c"][start : start + 5], block["encoder"].c)
     assert saved["second/h"].shape == (12, 6, 4)
     assert not any(p.name.startswith(".reflstm-trace-") for p in tmp_path.iterdir())
+
+
+def test_more_error_paths(files, capsys, tmp_path):
+    """Scalar inputs, missing output folders, wrong --direction or --units: one line, exit 2."""
+    scalar = tmp_path / "scalar.npy"
+    np.save(scalar, np.float32(1.0))
+    stack, x = files["stack"], files["stack_x"]
+    cases = [
+        (["trace", stack, "--input", scalar, "--out", tmp_path / "t.npz"], "--input"),
+        (["trace", stack, "--input", x, "--out", tmp_path / "missing" / "t.npz"], "--out"),
+        (["plot", stack, "--input", x, "--out", tmp_path / "missing" / "p.png"], "--out"),
+        (["explain", stack, "--layer", "encoder", "--step", "1", "--direction", "backward"], "--direction"),
+        (["explain", stack, "--layer", "encoder", "--step", "1", "--units", "0"], "--units"),
+    ]
+    for argv, words in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and words in err and err.count("\n") == 1, (argv, err)
+    code, out, _ = run(capsys, "trace", stack, "--input", x, "--out", tmp_path / "plain")
+    assert code == 0 and "plain.npz" in out and (tmp_path / "plain.npz").exists()
+
+
+def test_single_input_model_takes_a_nested_list(files):
+    """A one-input model's predict takes its data as a nested list too."""
+    model = reflstm.load(files["stack"])
+    x = np.load(files["stack_x"])
+    np.testing.assert_array_equal(model.predict(x.tolist()), model.predict(x))

@@ -112,3 +112,47 @@ def test_weights_are_copied_and_read_only():
         ref.kernel[0, 0] = 2
     with pytest.raises(ValueError):
         ref.W_i[0, 0] = 2
+
+
+def test_trace_does_not_freeze_the_callers_arrays():
+    """A trace freezes its own arrays, never the caller's initial state or mask."""
+    h0, c0 = np.zeros((2, UNITS)), np.zeros((2, UNITS))
+    mask = np.ones((2, 5), bool)
+    lstm().trace(X, mask=mask, initial_state=[h0, c0])
+    h0[:] = 1
+    mask[:] = False
+
+
+def test_returned_arrays_are_not_the_carried_state():
+    """Changing a stateful LSTM's returned arrays does not change the state it carries."""
+    ref = lstm(stateful=True, return_state=True)
+    out, h, c = ref(X)
+    assert out is not h
+    h[:] = 100
+    assert not np.shares_memory(h, ref.states[0]) and (ref.states[0] != 100).all()
+
+
+def test_converter_misuse_is_refused():
+    """Misused converters raise ReflstmError, not IndexError, KeyError or TypeError."""
+    rng = np.random.default_rng(0)
+    node = lstm().to_onnx()
+    with pytest.raises(reflstm.ReflstmError, match="index"):
+        reflstm.LSTM.from_onnx(node["W"], node["R"], node["B"], index=1)
+    with pytest.raises(reflstm.ReflstmError, match="bias_hh"):
+        reflstm.LSTM.from_torch({"weight_ih_l0": rng.normal(size=(12, 2)), "weight_hh_l0": rng.normal(size=(12, 3)),
+                                 "bias_ih_l0": rng.normal(size=12)})
+    with pytest.raises(reflstm.ReflstmError, match="nn.LSTM module"):
+        from reflstm.pytorch import TorchLSTM
+
+        TorchLSTM({"weight_ih_l0": np.zeros((12, 2)), "weight_hh_l0": np.zeros((12, 3))})
+    arrays = [rng.normal(size=s) for _ in "icfo" for s in ((2, 3), (3, 3), (3,))]
+    assert reflstm.LSTM.from_keras1(arrays, keras_version=3).keras_version == 3
+    with pytest.raises(reflstm.ReflstmError, match="d_output"):
+        lstm(return_state=True).backward(X, 1.0)
+
+
+def test_diagnose_stays_a_function():
+    """reflstm.diagnose is the function even after the command line imported its module."""
+    import reflstm.cli  # noqa: F401  (imports reflstm.diagnosis)
+
+    assert callable(reflstm.diagnose) and reflstm.diagnose.__name__ == "diagnose"
