@@ -8,7 +8,7 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["lstm_arguments"]
+__all__ = ["lstm_arguments", "keras_version_of"]
 
 # The modules whose LSTM and LSTMCell classes reflstm reproduces, by Keras version.
 _LSTM_MODULES = {
@@ -26,7 +26,7 @@ _TF_KERAS_ACTIVATION_LAYERS = ("ReLU", "ELU", "LeakyReLU", "Softmax", "Threshold
 
 def lstm_arguments(layer):
     """The `reflstm.LSTM` keyword arguments of a Keras layer, and its states if stateful (else None)."""
-    keras_version = _keras_version(layer)
+    keras_version = keras_version_of(layer, "layer", "LSTM layer")
     cell = _lstm_cell(layer, keras_version)
     if getattr(cell, "kernel", None) is None:
         raise refuse(
@@ -61,16 +61,17 @@ def lstm_arguments(layer):
     return arguments, states
 
 
-def _keras_version(layer):
-    package = type(layer).__module__.split(".")[0]
+def keras_version_of(obj, argument, what):
+    """3 for an object of the `keras` package, 2 for one of `tf_keras`; else a clear error."""
+    package = type(obj).__module__.split(".")[0]
     if package == "keras":
         return 3
     if package == "tf_keras":
         return 2
     raise refuse(
-        "layer",
-        "a Keras 3 (keras) or Keras 2 (tf_keras) LSTM layer",
-        f"an object of class {type(layer).__module__}.{type(layer).__qualname__}",
+        argument,
+        f"a Keras 3 (keras) or Keras 2 (tf_keras) {what}",
+        f"an object of class {type(obj).__module__}.{type(obj).__qualname__}",
     )
 
 

@@ -31,25 +31,23 @@ class Dense:
     keras_version: int
 
     def __call__(self, inputs, masks):
-        (x,) = inputs
-        if x.shape[-1] != self.kernel.shape[0]:
-            raise refuse(f"input of layer {self.name!r}", f"last axis {self.kernel.shape[0]}", x)
-        x = x.astype(self.kernel.dtype, copy=False)  # Keras casts inputs to the layer's dtype
-        y = x @ self.kernel  # (..., units)
-        if self.bias is not None:
-            y = y + self.bias
-        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", y.dtype)
-        return [g(y)], masks  # Dense and TimeDistributed support masking: the mask passes
+        # Dense and TimeDistributed support masking: the mask passes on.
+        return self._activation()([self._preactivation(inputs[0])], masks)
 
     def vjp(self, inputs, masks, d_outputs):
-        """Gradients of the inputs from those of the outputs (None: no gradient flows)."""
-        (x,) = inputs
-        x = x.astype(self.kernel.dtype, copy=False)
-        z = x @ self.kernel if self.bias is None else x @ self.kernel + self.bias
-        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", z.dtype)
-        dz = activations.vjp(self.activation, self.keras_version, f"activation of {self.name!r}",
-                             z.dtype)(z, g(z), d_outputs[0])
+        """Gradients of the inputs from those of the outputs."""
+        (dz,) = self._activation().vjp([self._preactivation(inputs[0])], masks, d_outputs)
         return [dz @ self.kernel.T]
+
+    def _preactivation(self, x):
+        """z = x W + b, with x cast to the layer's dtype as Keras casts it."""
+        if x.shape[-1] != self.kernel.shape[0]:
+            raise refuse(f"input of layer {self.name!r}", f"last axis {self.kernel.shape[0]}", x)
+        z = x.astype(self.kernel.dtype, copy=False) @ self.kernel  # (..., units)
+        return z if self.bias is None else z + self.bias
+
+    def _activation(self):
+        return Activation(self.name, self.activation, self.keras_version)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -92,12 +90,14 @@ class Masking:
 
     def __call__(self, inputs, masks):
         (x,) = inputs
-        keep = np.any(x != self.mask_value, axis=-1)  # (batch, timesteps)
+        keep = self._keep(x)
         return [np.where(keep[..., None], x, 0).astype(x.dtype, copy=False)], [keep]
 
     def vjp(self, inputs, masks, d_outputs):
-        keep = np.any(inputs[0] != self.mask_value, axis=-1)
-        return [np.where(keep[..., None], d_outputs[0], 0)]
+        return [np.where(self._keep(inputs[0])[..., None], d_outputs[0], 0)]
+
+    def _keep(self, x):
+        return np.any(x != self.mask_value, axis=-1)  # (batch, timesteps)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -115,20 +115,22 @@ class Identity:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Activation:
+    """An activation by its Keras name (also the one at the end of Dense). Passes the mask on."""
+
     name: str
     activation: str
     keras_version: int
 
     def __call__(self, inputs, masks):
         (x,) = inputs
-        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
-        return [g(x)], masks
+        return [self._lookup(activations.get, x)(x)], masks
 
     def vjp(self, inputs, masks, d_outputs):
         (x,) = inputs
-        g = activations.get(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
-        vjp = activations.vjp(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
-        return [vjp(x, g(x), d_outputs[0])]
+        return [self._lookup(activations.vjp, x)(x, self._lookup(activations.get, x)(x), d_outputs[0])]
+
+    def _lookup(self, table, x):
+        return table(self.activation, self.keras_version, f"activation of {self.name!r}", x.dtype)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

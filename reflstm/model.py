@@ -33,10 +33,11 @@ class Model:
     @classmethod
     def from_keras(cls, model):
         """The reflstm Model of a live Keras 3 or tf_keras model (reads its config and weights)."""
-        package = type(model).__module__.split(".")[0]
-        if package not in ("keras", "tf_keras") or not hasattr(model, "get_config"):
+        from reflstm.keras import keras_version_of
+
+        keras_version = keras_version_of(model, "model", "model")
+        if not hasattr(model, "layers") or not hasattr(model, "get_config"):
             raise refuse("model", "a Keras 3 or tf_keras model", f"an object of class {type(model).__name__}")
-        keras_version = 3 if package == "keras" else 2
         kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
         weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
         return cls({"class_name": kind, "config": model.get_config()}, weights, keras_version)
