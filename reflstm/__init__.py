@@ -14,7 +14,7 @@ from reflstm.lstm import LSTM
 from reflstm.trace import Preactivation, Trace
 
 __all__ = [
-    "LSTM", "Model", "Trace", "Preactivation", "ReflstmError",
+    "LSTM", "Limits", "Model", "Trace", "Preactivation", "ReflstmError",
     "attribute", "diagnose", "load", "memory_horizon",
 ]
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Model": "reflstm.model",
     "load": "reflstm.files",
+    "Limits": "reflstm.untrusted",
     "attribute": "reflstm.attribution",
     "memory_horizon": "reflstm.attribution",
     "diagnose": "reflstm.diagnosis",

@@ -14,6 +14,7 @@ unexpected error (reported in one line too).
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -51,8 +52,15 @@ def main(argv=None):
         return 3
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other refusal."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="reflstm", description="Look inside a Keras model's LSTMs.")
+    parser = _Parser(prog="reflstm", description="Look inside a Keras model's LSTMs.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="layers, and each LSTM's gate blocks and weight statistics")
@@ -179,7 +187,8 @@ def trace_command(args):
                             path, mode="w+", dtype=value.dtype, shape=(total,) + value.shape[1:])
                     maps[key][start : start + len(value)] = value
             _progress(count, len(starts))
-        np.savez(out, **maps)
+        with _output(out) as temporary:
+            np.savez(temporary, **maps)
         del maps  # release the memory maps before the scratch folder goes
     print(f"wrote {out}: arrays for {', '.join(names)}; "
           f"each (batch, timesteps, units), keys 'layer/quantity'")
@@ -231,14 +240,62 @@ def _read_input(path):
     return x
 
 
+def _existing_file(path, option, kind):
+    """Refuse a `path` that is missing, a directory, or not a regular file, saying which."""
+    if os.path.isdir(path):
+        raise refuse(option, f"a {kind} file", f"{path!r}, which is a directory")
+    if not os.path.exists(path):
+        reason = "a loop of symbolic links" if os.path.islink(path) else "which does not exist"
+        raise refuse(option, f"an existing {kind} file", f"{path!r}, {reason}")
+    if not os.path.isfile(path):
+        raise refuse(option, f"a {kind} file", f"{path!r}, which is not a regular file")
+
+
 def _writable(path, option, suffix=None):
-    """`path` (with `suffix` added as NumPy will add it), checked to be in an existing folder."""
+    """`path` (with `suffix` added as NumPy will add it), checked before any work: not a
+    directory, in an existing folder where a file can be created."""
+    if suffix and not path.endswith(suffix):
+        path += suffix
+    if os.path.isdir(path):
+        raise refuse(option, "a file to write", f"{path!r}, which is a directory")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise refuse(option, "a path in an existing folder", f"{path!r}")
-    if suffix and not path.endswith(suffix):
-        path += suffix
+    try:  # the only sure test, also for root and read-only file systems: create a file there
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise refuse(option, "a path in a folder where files can be written",
+                     f"{path!r} ({error.strerror})") from None
     return path
+
+
+def _plot_path(path, option):
+    """A plot's path, checked before any work: matplotlib installed, a format it writes."""
+    _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    if extension not in formats:
+        raise refuse(option, f"an image file ending in one of .{', .'.join(sorted(formats))}",
+                     repr(path))
+    return _writable(path, option)
+
+
+@contextlib.contextmanager
+def _output(path):
+    """A temporary path beside `path`, renamed to it only when the block succeeds: a failed
+    command leaves nothing behind."""
+    folder, name = os.path.split(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=os.path.splitext(name)[1])
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def _random_input(model, seed=0):
@@ -377,7 +434,7 @@ def _pyplot():
 
 
 def plot_command(args):
-    _writable(args.out, "--out")
+    _plot_path(args.out, "--out")
     plt, MaxNLocator = _pyplot()
     model = load(args.file)
     x = _read_input(args.input)
@@ -409,7 +466,8 @@ def plot_command(args):
         fig.colorbar(image, ax=ax)
     masked = "" if trace.mask is None else " (hatched: masked steps, state carried over)"
     fig.suptitle(f"{os.path.basename(args.file)}: LSTM {label}, sample {args.sample}{masked}")
-    fig.savefig(args.out, dpi=100)
+    with _output(args.out) as temporary:
+        fig.savefig(temporary, dpi=100)
     print(f"wrote {args.out}")
     return 0
 
@@ -417,8 +475,7 @@ def plot_command(args):
 def diagnose_command(args):
     from reflstm.diagnosis import diagnose
 
-    if not os.path.isfile(args.arrays):
-        raise refuse("ARRAYS", "an existing .npz file", f"{args.arrays!r}, which does not exist")
+    _existing_file(args.arrays, "ARRAYS", ".npz")
     try:
         arrays = dict(np.load(args.arrays, allow_pickle=False))
     except (ValueError, OSError, EOFError) as error:
@@ -438,7 +495,7 @@ def attribute_command(args):
 
     out = _writable(args.out, "--out", ".npz") if args.out else None
     if args.plot:
-        _writable(args.plot, "--plot")
+        _plot_path(args.plot, "--plot")
     model = load(args.file)
     x = _read_input(args.input)
     args.target = args.target or ("layer" if args.layer else "output")
@@ -461,7 +518,8 @@ def attribute_command(args):
               + " ".join(f"{v:.1f}" for v in half_life))
     if out:
         lags, shares = result.per_lag()
-        np.savez(out, attributions=result.values, lags=lags, shares=shares, target=result.target)
+        with _output(out) as temporary:
+            np.savez(temporary, attributions=result.values, lags=lags, shares=shares, target=result.target)
         print(f"wrote {out}")
     if args.plot:
         _plot_attribution(result, args.plot, f"{os.path.basename(args.file)}: {what}, {args.method}")
@@ -511,4 +569,5 @@ def _plot_attribution(result, path, title):
     right.set_title("importance by lag")
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
+    with _output(path) as temporary:
+        fig.savefig(temporary, dpi=100)

@@ -1,7 +1,16 @@
-"""Keras model configs (the JSON Keras saves) into reflstm layers and a graph of calls.
+"""Keras model configs (the JSON Keras saves) into a plan of layers, then a graph of calls.
 
-Both dialects are read: Keras 3's and tf_keras's. Only the layers listed in `_BUILDERS` are
-built; any other class, and anything that would run code (Lambda, custom classes), is refused.
+Both dialects are read: Keras 3's and tf_keras's. A config is untrusted data, read in two steps:
+
+1. `parse_model` reads it into a `Plan` with typed fields only (`reflstm.fields`): every layer's
+   class (nested cells and wrapped layers too, custom classes refused), its options, and the
+   shape of every weight array its config predicts — known before any weight is read, so that
+   a file reader can check each dataset against it first.
+2. `Plan.build(weights)` checks the arrays against those shapes and builds the layers and the
+   `Graph`, whose evaluation order is found without recursion (a cycle is refused as a cycle).
+
+Only the layers listed in `_BUILDERS` are built; anything that would run code (Lambda, custom
+classes, custom activations) is refused.
 """
 
 import dataclasses
@@ -9,13 +18,15 @@ import dataclasses
 import numpy as np
 
 from reflstm import layers as L
-from reflstm.errors import refuse
+from reflstm.errors import refuse, shape_pattern
+from reflstm.fields import Fields, kind_of
 from reflstm.lstm import LSTM
 from reflstm.ops import OPERATIONS, Operation
 
-__all__ = ["Graph", "Node", "Slot", "NO_MASK_ARGUMENT", "build_graph"]
+__all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "parse_model"]
 
 NO_MASK_ARGUMENT = "no mask argument"  # a node whose call recorded no `mask`: masks propagate
+_FLOATS = (np.dtype("float32"), np.dtype("float64"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,255 +59,467 @@ class Graph:
     inputs: tuple  # names of the input layers, in the model's input order
     outputs: tuple  # (layer name, node index, tensor index) of each model output
     input_shapes: dict  # input layer name -> shape with None for the batch (as saved), or None
+    order: tuple  # node keys in an order that evaluates every input before its reader
 
 
-def build_graph(model_config, weights, keras_version):
-    """A Graph from a model config ({"class_name", "config"}) and {layer name: [arrays]}."""
-    kind = model_config.get("class_name")
-    config = model_config.get("config", {})
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerPlan:
+    """A layer as its config describes it: the weight arrays it takes, and how to build it.
+
+    `shapes` holds the shape of each weight array in the order Keras's ``get_weights()`` lists
+    them, with None for a dimension the config leaves open (a kernel's input size).
+    """
+
+    name: str
+    kind: str
+    shapes: tuple
+    build: object  # (arrays) -> layer
+    basis: str = ""  # the config values the shapes follow from, e.g. "units=8"
+
+    def check(self, arrays):
+        """Refuse arrays whose count, dtype or shape is not what the config predicts."""
+        where = f"weights of layer {self.name!r}"
+        if len(arrays) != len(self.shapes):
+            raise refuse(where, f"{len(self.shapes)} arrays, as its config says", f"{len(arrays)}")
+        dtypes = set()
+        for k, (array, shape) in enumerate(zip(arrays, self.shapes)):
+            array = np.asarray(array)
+            if array.dtype not in _FLOATS:
+                raise refuse(f"{where}, array {k}", "float32 or float64 values", array)
+            if array.ndim != len(shape) or any(e is not None and e != s for s, e in zip(array.shape, shape)):
+                raise refuse(f"{where}, array {k}", f"shape {shape_pattern(shape)}, as its config says "
+                             f"({self.basis})", array)
+            dtypes.add(array.dtype)
+        if len(dtypes) > 1:
+            raise refuse(where, "arrays of one dtype", ", ".join(sorted(map(str, dtypes))))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Call:
+    """One recorded call, by layer name: input triples, mask argument, operation template."""
+
+    inputs: tuple
+    mask: object
+    template: object
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Plan:
+    """A model config, read and typed: its layers' plans and its calls, before any weight."""
+
+    name: str
+    layers: dict  # name -> LayerPlan, or an Operation
+    calls: dict  # (name, node index) -> _Call
+    inputs: tuple
+    outputs: tuple
+    input_shapes: dict
+
+    def build(self, weights):
+        """The Graph, with every layer built from `weights` ({layer name: [arrays]}) once checked."""
+        built = {}
+        for name, plan in self.layers.items():
+            if isinstance(plan, LayerPlan):
+                arrays = list(weights.get(name, []))
+                plan.check(arrays)
+                built[name] = plan.build([np.asarray(a) for a in arrays])
+            else:
+                built[name] = plan
+        nodes = {
+            key: Node(built[key[0]], call.inputs, call.mask,
+                      call.template if isinstance(built[key[0]], Operation) else None)
+            for key, call in self.calls.items()
+        }
+        order = _evaluation_order(self.calls, self.inputs, self.outputs)
+        return Graph(self.name, nodes, self.inputs, self.outputs, self.input_shapes, order)
+
+
+def parse_model(model_config, keras_version, limits):
+    """A Plan from a model config ({"class_name", "config"}); nothing but typed fields is kept."""
+    top = Fields(model_config, "model config")
+    kind = top.str("class_name")
     if kind == "Sequential":
-        return _sequential(config, weights, keras_version)
+        config = top.raw("config")
+        if isinstance(config, list):
+            raise refuse("model config", "a Sequential config with a 'layers' list (Keras 2.3 and "
+                         "later)", "a bare list of layers (Keras 2.0-2.2)")
+        return _sequential(top.object("config"), keras_version, limits)
     if kind in ("Functional", "Model"):
-        return _functional(config, weights, keras_version)
-    raise refuse("model", "a Sequential or functional Keras model", f"a model of class {kind!r}")
+        return _functional(top.object("config"), keras_version, limits)
+    raise refuse("model config", "a Sequential or functional Keras model", f"a model of class {kind!r}")
 
 
-def _sequential(config, weights, keras_version):
-    layer_configs = list(config.get("layers", []))
+def _count(entries, what, limits):
+    if len(entries) > limits.max_layers:
+        raise refuse("model config", f"at most {limits.max_layers:,} {what} (raise "
+                     "Limits.max_layers to allow more)", f"{len(entries):,}")
+
+
+def _sequential(config, keras_version, limits):
+    entries = config.list("layers", [])
+    _count(entries, "layers", limits)
+    entries = [Fields(entry, f"layer {k} of the model") for k, entry in enumerate(entries)]
     input_name, input_shape = "input", None
-    if layer_configs and layer_configs[0].get("class_name") == "InputLayer":
-        first = layer_configs.pop(0)["config"]
-        input_name, input_shape = first["name"], _input_shape(first)
-    elif layer_configs:
-        build = layer_configs[0]["config"].get("batch_input_shape")
-        input_shape = None if build is None else tuple(build)
-    nodes, previous = {}, (input_name, 0, 0)
-    for layer_config in layer_configs:
-        layer = _build_layer(layer_config, weights, keras_version)
-        nodes[(layer.name, 0)] = Node(layer, (previous,))
-        previous = (layer.name, 0, 0)
-    return Graph(config.get("name", "sequential"), nodes, (input_name,), (previous,),
-                 {input_name: input_shape})
+    if entries and entries[0].str("class_name") == "InputLayer":
+        first = entries.pop(0).object("config")
+        input_name, input_shape = first.str("name"), _input_shape(first)
+    elif entries:
+        input_shape = entries[0].object("config").shape("batch_input_shape")
+    layers, calls, previous = {}, {}, (input_name, 0, 0)
+    for entry in entries:
+        plan = _layer_plan(entry, keras_version)
+        _add(layers, plan.name, plan)
+        calls[(plan.name, 0)] = _Call((previous,), NO_MASK_ARGUMENT, None)
+        previous = (plan.name, 0, 0)
+    return Plan(config.str("name", "sequential"), layers, calls, (input_name,), (previous,),
+                {input_name: input_shape})
 
 
-def _functional(config, weights, keras_version):
-    nodes, input_shapes = {}, {}
-    for layer_config in config.get("layers", []):
-        if layer_config.get("class_name") == "InputLayer":
-            inner = layer_config["config"]
-            input_shapes[inner["name"]] = _input_shape(inner)
+def _functional(config, keras_version, limits):
+    entries = config.list("layers", [])
+    _count(entries, "layers", limits)
+    layers, calls, input_shapes = {}, {}, {}
+    for k, entry in enumerate(entries):
+        entry = Fields(entry, f"layer {k} of the model")
+        if entry.str("class_name") == "InputLayer":
+            inner = entry.object("config")
+            name = inner.str("name")
+            if name in input_shapes or name in layers:
+                raise refuse("model config", "layer names used once", f"{name!r} twice")
+            input_shapes[name] = _input_shape(inner)
             continue
-        if _is_operation(layer_config):
-            layer = Operation(layer_config["config"]["name"], layer_config["class_name"],
-                              layer_config["config"])
+        if _is_operation(entry):
+            inner = entry.object("config")
+            name = inner.str("name")
+            plan = Operation(name, entry.str("class_name"), inner.raw_dict())
         else:
-            layer = _build_layer(layer_config, weights, keras_version)
-        for index, inbound in enumerate(layer_config.get("inbound_nodes", [])):
-            nodes[(layer.name, index)] = _node(layer, inbound)
-    inputs = tuple(name for name, _, _ in _triples(config["input_layers"]))
-    outputs = tuple(_triples(config["output_layers"]))
-    return Graph(config.get("name", "model"), nodes, inputs, outputs, input_shapes)
+            plan = _layer_plan(entry, keras_version)
+            name = plan.name
+        if name in input_shapes:
+            raise refuse("model config", "layer names used once", f"{name!r} twice")
+        _add(layers, name, plan)
+        inbound = entry.list("inbound_nodes", [])
+        _count(range(len(calls) + len(inbound)), "layer calls", limits)
+        for index, recorded in enumerate(inbound):
+            calls[(name, index)] = _call(name, recorded, isinstance(plan, Operation))
+    inputs = tuple(name for name, _, _ in _triples(config.raw("input_layers"), "input_layers"))
+    outputs = tuple(_triples(config.raw("output_layers"), "output_layers"))
+    for name in inputs:
+        if name not in input_shapes:
+            raise refuse("model config: input_layers", "names of InputLayers", repr(name))
+    return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes)
 
 
-def _is_operation(layer_config):
+def _add(layers, name, plan):
+    if name in layers:
+        raise refuse("model config", "layer names used once", f"{name!r} twice")
+    layers[name] = plan
+
+
+def _is_operation(entry):
     """A Keras 3 operation recorded in the graph, rather than a layer.
 
     .keras files say so in `module`; legacy .h5 files written by Keras 3 record no module, and
     there an operation is told by its config, which lacks the `trainable` every layer has.
     """
-    module = layer_config.get("module")
+    module = entry.raw("module")
     if module is not None:
-        return str(module).startswith("keras.src.ops")
-    return layer_config.get("class_name") in OPERATIONS and "trainable" not in layer_config.get("config", {})
+        return isinstance(module, str) and module.startswith("keras.src.ops")
+    config = entry.raw("config")
+    return entry.str("class_name") in OPERATIONS and isinstance(config, dict) and "trainable" not in config
 
 
-def _triples(entries):
+def _triple(value, where):
+    """A [layer name, node index, tensor index] reference, typed."""
+    if (
+        not isinstance(value, (list, tuple)) or len(value) < 3 or not isinstance(value[0], str)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value[1:3])
+    ):
+        raise refuse(where, "a [layer name, node index, tensor index] reference", kind_of(value))
+    return (value[0], value[1], value[2])
+
+
+def _triples(entries, where):
     """input_layers / output_layers: one [name, node, tensor] or a list of them."""
-    if entries and isinstance(entries[0], str):
+    where = f"model config: {where}"
+    if not isinstance(entries, (list, tuple)) or not entries:
+        raise refuse(where, "a list of [layer name, node index, tensor index]", kind_of(entries))
+    if isinstance(entries[0], str):
         entries = [entries]
-    return [(name, node, tensor) for name, node, tensor in entries]
+    return [_triple(entry, where) for entry in entries]
 
 
-def _node(layer, inbound):
-    """A Node from one recorded call: positional tensors, then initial_state, and the mask."""
-    if isinstance(inbound, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+def _call(layer_name, recorded, is_operation):
+    """One recorded call: positional tensors, then initial_state, and the mask."""
+    where = f"layer {layer_name!r}: inbound node"
+    if isinstance(recorded, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        call = Fields(recorded, where)
         tensors = []
-        template = _template(inbound.get("args", []), tensors)
-        kwargs = dict(inbound.get("kwargs", {}))
-        kwargs.pop("training", None)
-        tensors += _keras_tensors(kwargs.pop("initial_state", None) or [])
-        mask = kwargs.pop("mask", NO_MASK_ARGUMENT)
-        if isinstance(mask, (list, tuple)):
-            mask = mask[0] if mask else None
-        if isinstance(mask, dict):
-            mask = _keras_tensors(mask)[0]
-        for key, value in kwargs.items():
-            if _keras_tensors(value):
-                raise refuse(f"layer {layer.name!r}", "tensor arguments inputs, initial_state and mask",
-                             f"call argument {key!r}")
-        return Node(layer, tuple(tensors), mask, template if isinstance(layer, Operation) else None)
+        template = _template(call.list("args", []), tensors, where)
+        kwargs = call.object("kwargs", None) or Fields({}, where)
+        initial_state = kwargs.raw("initial_state")
+        state_tensors = []
+        if initial_state is not None:
+            _template(initial_state, state_tensors, f"{where}: initial_state")
+        mask = _mask_argument(kwargs.raw("mask", NO_MASK_ARGUMENT), where)
+        for key in kwargs.raw_dict():
+            if key in ("training", "initial_state", "mask"):
+                continue
+            found = []
+            _template(kwargs.raw(key), found, f"{where}: {key}")
+            if found:
+                raise refuse(where, "tensor arguments inputs, initial_state and mask", f"call argument {key!r}")
+        return _Call(tuple(tensors + state_tensors), mask, template if is_operation else None)
     # tf_keras: [[name, node, tensor, kwargs], ...]; initial_state tensors arrive in kwargs.
+    if not isinstance(recorded, (list, tuple)):
+        raise refuse(where, "a list of [layer name, node index, tensor index, kwargs]", kind_of(recorded))
     found = []
-    for name, node, tensor, *rest in inbound:
-        found.append((name, node, tensor))
-        kwargs = rest[0] if rest else {}
-        for state in kwargs.get("initial_state", None) or []:
-            found.append(tuple(state[:3]))
-    return Node(layer, tuple(found))
+    for entry in recorded:
+        found.append(_triple(entry, where))
+        kwargs = entry[3] if len(entry) > 3 else {}
+        if not isinstance(kwargs, dict):
+            raise refuse(where, "call arguments as a JSON object", kind_of(kwargs))
+        states = kwargs.get("initial_state") or []
+        if not isinstance(states, (list, tuple)):
+            states = [states]
+        found += [_triple(state, f"{where}: initial_state") for state in states]
+    return _Call(tuple(found), NO_MASK_ARGUMENT, None)
 
 
-def _template(value, tensors):
-    """`value` with each recorded tensor replaced by a Slot, collecting the tensors in order."""
-    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-        tensors.append(tuple(value["config"]["keras_history"]))
+def _mask_argument(mask, where):
+    if mask is NO_MASK_ARGUMENT or mask is None:
+        return mask
+    if isinstance(mask, (list, tuple)):
+        if not mask:
+            return None
+        mask = mask[0]
+    if mask is None:
+        return None
+    found = []
+    _template(mask, found, f"{where}: mask")
+    if len(found) != 1 or not _is_tensor(mask):
+        raise refuse(f"{where}: mask", "one recorded tensor or null", kind_of(mask))
+    return found[0]
+
+
+def _is_tensor(value):
+    return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
+
+
+def _template(value, tensors, where):
+    """`value` with each recorded tensor replaced by a Slot, collecting the tensors in order.
+
+    Besides tensors, a recorded argument may be a number, a boolean, a string or null, or a
+    list of these; anything else is refused. (Recursion is bounded by Limits.max_json_depth.)
+    """
+    if _is_tensor(value):
+        history = Fields(Fields(value, where).raw("config"), f"{where}: tensor").raw("keras_history")
+        tensors.append(_triple(history, f"{where}: keras_history"))
         return Slot(len(tensors) - 1)
     if isinstance(value, (list, tuple)):
-        return [_template(item, tensors) for item in value]
-    return value
+        return [_template(item, tensors, where) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise refuse(where, "tensors, numbers, booleans, strings or lists of them", kind_of(value))
 
 
-def _keras_tensors(value):
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            return [tuple(value["config"]["keras_history"])]
-        return []
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _keras_tensors(item)]
-    return []
+def _input_shape(config):
+    shape = config.shape("batch_shape")
+    return shape if shape is not None else config.shape("batch_input_shape")
 
 
-def _input_shape(input_config):
-    shape = input_config.get("batch_shape") or input_config.get("batch_input_shape")
-    return None if shape is None else tuple(shape)
+def _evaluation_order(calls, inputs, outputs):
+    """Node keys in an order where every node comes after the nodes it reads (depth-first, with
+    an explicit stack: no recursion a file could drive). A cycle is refused."""
+    sources = {(name, 0) for name in inputs}
+    order, state = [], {}  # state: 1 while a node's inputs are being ordered, 2 once it is placed
+    for name, index, _ in outputs:
+        stack = [((name, index), False)]
+        while stack:
+            key, ready = stack.pop()
+            if ready:
+                state[key] = 2
+                order.append(key)
+                continue
+            if key in sources or state.get(key) == 2:
+                continue
+            if state.get(key) == 1:
+                raise refuse("model config", "a graph without cycles",
+                             f"a cycle through layer {key[0]!r} (call {key[1]})")
+            if key not in calls:
+                raise refuse("model config", f"a recorded call {key[1]} of layer {key[0]!r}",
+                             "none (a layer reads a call the config does not have)")
+            state[key] = 1
+            stack.append((key, True))
+            call = calls[key]
+            needed = list(call.inputs) + ([call.mask] if isinstance(call.mask, tuple) else [])
+            stack.extend(((source, node), False) for source, node, _ in reversed(needed))
+    return tuple(order)
 
 
-def _build_layer(layer_config, weights, keras_version):
-    kind, config = layer_config.get("class_name"), layer_config.get("config", {})
-    name = config.get("name", "?")
+# ---- Layers ------------------------------------------------------------------------------------
+
+def _layer_plan(entry, keras_version):
+    """The LayerPlan of one layer entry ({"class_name", "config", ...}) of a model config."""
+    kind = entry.str("class_name")
+    config = entry.object("config")
+    name = config.str("name")
+    config = Fields(config.raw_dict(), f"layer {name!r}")
     if kind == "Lambda":
-        raise refuse(
-            f"layer {name!r}",
-            "layers reflstm can run without executing code from the file",
-            "a Lambda layer (its Python code is never run)",
-        )
+        raise refuse(f"layer {name!r}", "layers reflstm can run without executing code from the file",
+                     "a Lambda layer (its Python code is never run)")
+    _refuse_custom(entry, kind, f"layer {name!r}")
     builder = _BUILDERS.get(kind)
-    custom = layer_config.get("registered_name") not in (None, kind) or layer_config.get(
-        "module"
-    ) not in (None, "keras.layers")
-    if builder is None or custom:
-        raise refuse(
-            f"layer {name!r}",
-            f"one of the supported layers ({', '.join(sorted(_BUILDERS))})",
-            f"class {kind!r}" + (" (a custom class is never run)" if builder else ""),
-        )
-    arrays = weights.get(name, [])
+    if builder is None:
+        raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(_BUILDERS))})",
+                     f"class {kind!r}")
     _refuse_mixed_precision(name, config)
-    return builder(name, config, arrays, keras_version)
+    shapes, build = builder(name, config, keras_version)
+    basis = ", ".join(f"{key}={config.raw(key)!r}" for key in _SHAPE_FIELDS if key in config)
+    if "cell" in config or "layer" in config:
+        inner = config.raw("cell") or config.raw("layer")
+        inner = inner.get("config", {}) if isinstance(inner, dict) else {}
+        basis = basis or ", ".join(f"{key}={inner[key]!r}" for key in _SHAPE_FIELDS if key in inner)
+    return LayerPlan(name, kind, tuple(shapes), build, basis)
+
+
+# The config fields that decide a layer's weight shapes, named when a shape disagrees.
+_SHAPE_FIELDS = ("units", "use_bias", "input_dim", "output_dim")
+
+
+def _refuse_custom(entry, kind, where):
+    """A class from outside Keras (a `module` or `registered_name` of its own) is never run."""
+    module, registered = entry.raw("module"), entry.raw("registered_name")
+    if module not in (None, "keras.layers") or registered not in (None, kind):
+        raise refuse(where, "a built-in Keras layer",
+                     f"class {kind!r} from module {module!r}, registered as {registered!r} "
+                     "(a custom class is never run)")
+
+
+def _nested(config, key, kinds, layer_name):
+    """A layer nested in a config (a cell, a wrapped layer), checked as a top-level one is."""
+    entry = config.object(key)
+    kind = entry.str("class_name")
+    where = f"layer {layer_name!r}: {key}"
+    _refuse_custom(entry, kind, where)
+    if kind not in kinds:
+        raise refuse(where, " or ".join(kinds), f"class {kind!r}")
+    inner = Fields(entry.object("config").raw_dict(), where)
+    _refuse_mixed_precision(layer_name, inner)
+    return kind, inner
 
 
 def _refuse_mixed_precision(name, config):
-    dtype = config.get("dtype")
+    dtype = config.raw("dtype")
     if isinstance(dtype, dict):
-        dtype = dtype.get("config", {}).get("name")
+        dtype = Fields(dtype, f"layer {name!r}: field 'dtype'").raw("config")
+        dtype = dtype.get("name") if isinstance(dtype, dict) else dtype
+    if dtype is not None and not isinstance(dtype, str):
+        raise refuse(f"layer {name!r}: field 'dtype'", "a dtype name or policy", kind_of(dtype))
     if isinstance(dtype, str) and dtype.startswith("mixed"):
         raise refuse(f"layer {name!r}", "one dtype for weights and computation", f"policy {dtype!r}")
 
 
-def _activation(name, value):
-    """An activation from a config: a name, or Keras 3's serialized built-in function."""
+def _activation(config, key, default, layer_name):
+    """An activation from a config: a name, null (linear), or Keras 3's serialized built-in."""
+    value = config.raw(key, default)
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and value.get("class_name") == "function" and isinstance(
         value.get("config"), str
     ) and str(value.get("module", "")).startswith("keras"):
         return value["config"]
-    raise refuse(f"activation of layer {name!r}", "a built-in Keras activation", repr(value)[:80])
+    raise refuse(f"layer {layer_name!r}: field {key!r}",
+                 "a built-in Keras activation (a custom function is never run)", kind_of(value))
 
 
-def _expect_weights(name, arrays, count):
-    if len(arrays) not in count:
-        raise refuse(
-            f"weights of layer {name!r}",
-            f"{' or '.join(map(str, count))} arrays",
-            f"{len(arrays)}",
-        )
-
-
-def _lstm(name, config, arrays, keras_version, go_backwards=None, zero_output_for_mask=None):
-    """A reflstm.LSTM from an LSTM (or LSTMCell inside RNN) config and its arrays."""
-    cell = config["cell"]["config"] if "cell" in config else config
-    if "cell" in config and config["cell"].get("class_name") != "LSTMCell":
-        raise refuse(f"layer {name!r}", "RNN(LSTMCell)", f"RNN({config['cell'].get('class_name')})")
-    if config.get("stateful"):
-        raise refuse(
-            f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer with "
-            "reflstm.LSTM.from_keras)", "stateful=True",
-        )
-    if config.get("time_major"):
+def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+    """Shapes and builder of an LSTM (or RNN(LSTMCell)) config."""
+    cell = config
+    if "cell" in config:
+        _, cell = _nested(config, "cell", ("LSTMCell",), name)
+    if config.bool("stateful"):
+        raise refuse(f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer "
+                     "with reflstm.LSTM.from_keras)", "stateful=True")
+    if config.bool("time_major"):
         raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
-    use_bias = cell.get("use_bias", True)
-    _expect_weights(name, arrays, (3,) if use_bias else (2,))
-    return LSTM(
-        arrays[0],
-        arrays[1],
-        arrays[2] if use_bias else None,
-        activation=_activation(name, cell.get("activation", "tanh")),
-        recurrent_activation=_activation(name, cell.get("recurrent_activation", "sigmoid")),
-        return_sequences=bool(config.get("return_sequences", False)),
-        return_state=bool(config.get("return_state", False)),
-        go_backwards=bool(config.get("go_backwards", False) if go_backwards is None else go_backwards),
-        zero_output_for_mask=bool(
-            config.get("zero_output_for_mask", False)
-            if zero_output_for_mask is None
-            else zero_output_for_mask
-        ),
+    units = cell.int("units", minimum=1)
+    use_bias = cell.bool("use_bias", True)
+    options = dict(
+        activation=_activation(cell, "activation", "tanh", name),
+        recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
+        return_sequences=config.bool("return_sequences"),
+        return_state=config.bool("return_state"),
+        go_backwards=config.bool("go_backwards") if go_backwards is None else go_backwards,
+        zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
+                              else zero_output_for_mask),
         keras_version=keras_version,
     )
+    shapes = [(None, 4 * units), (units, 4 * units)] + ([(4 * units,)] if use_bias else [])
+
+    def build(arrays):
+        return LSTM(arrays[0], arrays[1], arrays[2] if use_bias else None, **options)
+
+    return shapes, build
 
 
-def _lstm_layer(name, config, arrays, keras_version):
-    return L.LSTMLayer(name, _lstm(name, config, arrays, keras_version))
+def _lstm_layer(name, config, keras_version):
+    shapes, build = _lstm(name, config, keras_version)
+    return shapes, lambda arrays: L.LSTMLayer(name, build(arrays))
 
 
-def _bidirectional(name, config, arrays, keras_version):
-    inner = config["layer"]
-    if inner.get("class_name") not in ("LSTM", "RNN"):
-        raise refuse(f"layer {name!r}", "Bidirectional(LSTM)", f"Bidirectional({inner.get('class_name')})")
-    forward_config = inner["config"]
-    backward_config = (config.get("backward_layer") or inner)["config"]
-    half = len(arrays) // 2
+def _bidirectional(name, config, keras_version):
+    _, forward_config = _nested(config, "layer", ("LSTM", "RNN"), name)
+    backward_config = forward_config
+    if config.raw("backward_layer") is not None:
+        _, backward_config = _nested(config, "backward_layer", ("LSTM", "RNN"), name)
     # keras bidirectional.py: both directions get zero_output_for_mask = return_sequences, and
     # the backward layer processes the steps in reverse.
-    zero = bool(forward_config.get("return_sequences", False))
-    forward = _lstm(name, forward_config, arrays[:half], keras_version, zero_output_for_mask=zero)
-    backward = _lstm(
-        name, backward_config, arrays[half:], keras_version,
-        go_backwards=not forward.go_backwards, zero_output_for_mask=zero,
-    )
-    merge_mode = config.get("merge_mode", "concat")
-    if merge_mode not in ("concat", "sum", "mul", "ave", None):
-        raise refuse(f"merge_mode of layer {name!r}", "concat, sum, mul, ave or None", repr(merge_mode))
-    return L.Bidirectional(name, forward, backward, merge_mode)
+    zero = forward_config.bool("return_sequences")
+    forward_shapes, forward = _lstm(name, forward_config, keras_version, zero_output_for_mask=zero)
+    going_back = not forward_config.bool("go_backwards")
+    backward_shapes, backward = _lstm(name, backward_config, keras_version, go_backwards=going_back,
+                                      zero_output_for_mask=zero)
+    merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
+    half = len(forward_shapes)
+
+    def build(arrays):
+        return L.Bidirectional(name, forward(arrays[:half]), backward(arrays[half:]), merge_mode)
+
+    return forward_shapes + backward_shapes, build
 
 
-def _dense(name, config, arrays, keras_version):
-    use_bias = config.get("use_bias", True)
-    _expect_weights(name, arrays, (2,) if use_bias else (1,))
-    return L.Dense(name, np.asarray(arrays[0]), np.asarray(arrays[1]) if use_bias else None,
-                   _activation(name, config.get("activation", "linear")) or "linear", keras_version)
+def _dense(name, config, keras_version):
+    units = config.int("units", minimum=1)
+    use_bias = config.bool("use_bias", True)
+    activation = _activation(config, "activation", "linear", name) or "linear"
+    shapes = [(None, units)] + ([(units,)] if use_bias else [])
+
+    def build(arrays):
+        return L.Dense(name, arrays[0], arrays[1] if use_bias else None, activation, keras_version)
+
+    return shapes, build
 
 
-def _time_distributed(name, config, arrays, keras_version):
-    inner = config["layer"]
-    if inner.get("class_name") != "Dense":
-        raise refuse(f"layer {name!r}", "TimeDistributed(Dense)", f"TimeDistributed({inner.get('class_name')})")
-    dense = _dense(name, inner["config"], arrays, keras_version)
-    return dataclasses.replace(dense, name=name)
+def _time_distributed(name, config, keras_version):
+    _, inner = _nested(config, "layer", ("Dense",), name)
+    shapes, build = _dense(name, inner, keras_version)
+    return shapes, build
 
 
-def _embedding(name, config, arrays, keras_version):
-    _expect_weights(name, arrays, (1,))
-    return L.Embedding(name, np.asarray(arrays[0]), bool(config.get("mask_zero", False)))
+def _embedding(name, config, keras_version):
+    input_dim, output_dim = config.int("input_dim", minimum=1), config.int("output_dim", minimum=1)
+    mask_zero = config.bool("mask_zero")
+    return [(input_dim, output_dim)], lambda arrays: L.Embedding(name, arrays[0], mask_zero)
+
+
+def _no_weights(make):
+    """A builder for a layer without weights: `make(name, config, keras_version)` -> layer."""
+
+    def builder(name, config, keras_version):
+        layer = make(name, config, keras_version)  # read every field now, before any weight
+        return [], lambda arrays: layer
+
+    return builder
 
 
 _BUILDERS = {
@@ -306,17 +529,19 @@ _BUILDERS = {
     "Dense": _dense,
     "TimeDistributed": _time_distributed,
     "Embedding": _embedding,
-    "Masking": lambda name, config, arrays, kv: L.Masking(name, float(config.get("mask_value", 0.0))),
-    "Dropout": lambda name, config, arrays, kv: L.Identity(name),
-    "SpatialDropout1D": lambda name, config, arrays, kv: L.Identity(name),
-    "Activation": lambda name, config, arrays, kv: L.Activation(
-        name, _activation(name, config["activation"]) or "linear", kv
+    "Masking": _no_weights(lambda name, c, kv: L.Masking(name, float(c.number("mask_value", 0.0)))),
+    "Dropout": _no_weights(lambda name, c, kv: L.Identity(name)),
+    "SpatialDropout1D": _no_weights(lambda name, c, kv: L.Identity(name)),
+    "Activation": _no_weights(
+        lambda name, c, kv: L.Activation(name, _activation(c, "activation", None, name) or "linear", kv)
     ),
-    "Flatten": lambda name, config, arrays, kv: L.Flatten(name),
-    "RepeatVector": lambda name, config, arrays, kv: L.RepeatVector(name, int(config["n"])),
-    "Concatenate": lambda name, config, arrays, kv: L.Concatenate(name, int(config.get("axis", -1)), kv),
+    "Flatten": _no_weights(lambda name, c, kv: L.Flatten(name)),
+    # A file's n must not make predict allocate without bound: a million steps is far beyond use.
+    "RepeatVector": _no_weights(lambda name, c, kv: L.RepeatVector(name, c.int("n", minimum=1, maximum=10**6))),
+    "Concatenate": _no_weights(lambda name, c, kv: L.Concatenate(name, c.int("axis", -1), kv)),
     **{
-        kind: (lambda kind: lambda name, config, arrays, kv: L.Merge(name, kind, kv))(kind)
+        kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))
         for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
     },
 }
+

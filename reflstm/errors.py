@@ -15,6 +15,12 @@ def describe(value):
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def shape_pattern(shape):
+    """An expected shape in words: "(any, 32)" where a dimension is open (None)."""
+    items = ["any" if s is None else str(s) for s in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
 def refuse(argument, expected, received):
     """Build the error for `argument`: `expected` is prose, `received` a value or a description."""
     if not isinstance(received, str):

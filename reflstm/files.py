@@ -1,121 +1,243 @@
 """Reading saved Keras models without Keras: `.keras` archives (Keras 3) and legacy `.h5` files.
 
-Only JSON and arrays are read (zipfile, json, h5py): nothing in a file is ever executed. The
-weights of each layer are taken in the order the file records for it — a `.keras` file's
-numbered ``vars/0, vars/1, ...``, an `.h5` file's ``weight_names`` attribute — never in the order
-h5py happens to list keys.
+A model file is never trusted. Only JSON and arrays are read (zipfile, json, h5py), and nothing in
+a file is ever executed. The config is read first, into typed fields and the weight shapes it
+predicts (`reflstm.config.parse_model`); then each weight dataset is checked — stored inside the
+file and reached by hard links only, float32 or float64, of the predicted shape, all of them
+together within the budget — before any of its bytes is read (`reflstm.untrusted`). The weights
+of each layer are taken in the order the file records for it — a `.keras` file's numbered
+``vars/0, vars/1, ...``, an `.h5` file's ``weight_names`` attribute — never in the order h5py
+happens to list keys.
 """
 
+import errno
 import io
-import json
 import os
+import stat
 import zipfile
 
-import numpy as np
-
+from reflstm.config import LayerPlan, parse_model
 from reflstm.errors import ReflstmError, refuse
+from reflstm.fields import kind_of
 from reflstm.model import Model
+from reflstm.untrusted import (
+    _ZIP_ERRORS, Limits, checked_dataset, child_group, in_child, over_budget, parse_json,
+    read_dataset, read_member, string_attribute,
+)
 
 __all__ = ["load"]
 
 # Sub-objects of a layer whose variables a .keras file stores below the layer's own group, in the
 # order Keras's get_weights() lists them (keras/src/saving/saving_lib.py walks them this way).
 _CHILDREN = ("cell", "layer", "forward_layer", "backward_layer")
+_HDF5_MAGIC, _ZIP_MAGIC = b"\x89HDF\r\n\x1a\n", b"PK\x03\x04"
 
 
-def load(path):
-    """The `Model` saved at `path`: a Keras 3 ``.keras`` archive or a legacy HDF5 ``.h5`` file."""
+def load(path, *, limits=None):
+    """The `Model` saved at `path`: a Keras 3 ``.keras`` archive or a legacy HDF5 ``.h5`` file.
+
+    `limits` (a `reflstm.Limits`) bounds what the file may make reflstm read; every refusal is a
+    `ReflstmError` that names what was wrong.
+    """
+    limits = Limits() if limits is None else limits
+    if not isinstance(limits, Limits):
+        raise refuse("limits", "a reflstm.Limits or None", limits)
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise refuse("path", "an existing model file", f"{path!r}, which does not exist")
-    import h5py  # the one dependency files need beyond NumPy
+    magic = _first_bytes(path)
+    where = f"{path!r}"
+    if magic.startswith(_ZIP_MAGIC):
+        config, weights, keras_version = _read_keras_archive(path, where, limits)
+    elif magic == _HDF5_MAGIC:
+        config, weights, keras_version = _read_h5(path, where, limits)
+    else:
+        raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{where}, which is neither")
+    return Model(config, weights, keras_version, limits)
 
-    with open(path, "rb") as f:
-        magic = f.read(8)
+
+def _first_bytes(path):
+    """The file's first 8 bytes, after telling a missing path from one that is not a file."""
     try:
-        # Told by the first bytes, so that a truncated file is reported as truncated.
-        if magic.startswith(b"PK\x03\x04"):
-            config, weights, keras_version = _read_keras_archive(path, h5py)
-        elif magic == b"\x89HDF\r\n\x1a\n":
-            config, weights, keras_version = _read_h5(path, h5py)
-        else:
-            raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{path!r}, which is neither")
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise refuse("path", "an existing model file", f"{path!r}, which does not exist") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise refuse("path", "a model file", f"{path!r}, a loop of symbolic links") from None
+        raise refuse("path", "a readable model file", f"{path!r} ({error.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise refuse("path", "a model file", f"{path!r}, which is a directory, not a file (a "
+                     "TensorFlow SavedModel folder? save the model as .keras or .h5)")
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse("path", "a regular model file", f"{path!r}, which is not a regular file")
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)
+    except OSError as error:
+        raise refuse("path", "a readable model file", f"{path!r} ({error.strerror})") from None
+
+
+def _read_keras_archive(path, where, limits):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if len(archive.infolist()) > limits.max_layers:
+                raise refuse(where, f"an archive of at most {limits.max_layers:,} members",
+                             f"{len(archive.infolist()):,}")
+            members = {}
+            for name, limit, limit_name in [
+                ("config.json", limits.max_config_bytes, "max_config_bytes"),
+                ("metadata.json", limits.max_config_bytes, "max_config_bytes"),
+                ("model.weights.h5", limits.max_weight_bytes, "max_weight_bytes"),
+            ]:
+                members[name] = read_member(archive, name, limit, limit_name, where)
     except ReflstmError:
         raise
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as error:
-        raise refuse("path", "a complete Keras model file", f"{path!r}, which is truncated or "
-                     f"corrupted ({type(error).__name__}: {str(error)[:120]})") from None
-    try:
-        return Model(config, weights, keras_version)
-    except ReflstmError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise refuse("path", "a model config reflstm can read", f"{path!r}, whose config has no "
-                     f"or a malformed entry ({type(error).__name__}: {str(error)[:120]})") from None
+    except _ZIP_ERRORS as error:
+        raise refuse(where, "a complete .keras archive", f"a truncated or corrupted one "
+                     f"({type(error).__name__}: {str(error)[:120]})") from None
+    for name in ("config.json", "model.weights.h5"):
+        if members[name] is None:
+            raise refuse(where, f"a .keras archive with {name}", "one without it")
+    config = parse_json(members["config.json"], f"{where}: config.json", limits)
+    metadata = {}
+    if members["metadata.json"] is not None:
+        metadata = parse_json(members["metadata.json"], f"{where}: metadata.json", limits)
+        if not isinstance(metadata, dict):
+            raise refuse(f"{where}: metadata.json", "a JSON object", kind_of(metadata))
+    version = metadata.get("keras_version", "3")
+    keras_version = _major(version if isinstance(version, str) else repr(version))
+    plan = parse_model(config, keras_version, limits)
+    weights_file = members.pop("model.weights.h5")
+
+    def work():
+        import h5py
+
+        with h5py.File(io.BytesIO(weights_file), "r") as f:
+            return _keras_weights(f, plan, f"{where}: model.weights.h5", limits)
+
+    header, arrays = in_child(work, limits, f"{where}: model.weights.h5")
+    return config, _unflatten(header["counts"], arrays), keras_version
 
 
-def _read_keras_archive(path, h5py):
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        for member in ("config.json", "model.weights.h5"):
-            if member not in names:
-                raise refuse("path", f"a .keras archive with {member}", f"{path!r}, which lacks it")
-        config = json.loads(archive.read("config.json"))
-        metadata = json.loads(archive.read("metadata.json")) if "metadata.json" in names else {}
-        weights_bytes = archive.read("model.weights.h5")
-    keras_version = _major(metadata.get("keras_version", "3"))
-    with h5py.File(io.BytesIO(weights_bytes), "r") as f:
-        weights = {}
-        if "layers" in f:
-            for group in f["layers"].values():
-                name = _text(group["vars"].attrs.get("name")) if "vars" in group else None
-                if name is None:
-                    raise refuse("path", "a .keras archive that names each layer's variables",
-                                 f"{path!r}, whose group {group.name!r} has no name")
-                weights[name] = _keras_variables(group)
-    return config, weights, keras_version
+def _keras_weights(f, plan, where, limits):
+    """The checked weights of a .keras archive's weights file, as (header, flat arrays)."""
+    layers_group = child_group(f, "layers", where)
+    groups = {}
+    if layers_group is not None:
+        if len(layers_group) > limits.max_layers:
+            raise refuse(f"{where}: /layers", f"at most {limits.max_layers:,} layers", f"{len(layers_group):,}")
+        for key in layers_group:
+            group = child_group(layers_group, key, where)
+            variables = child_group(group, "vars", where)
+            name = None
+            if variables is not None:
+                name = string_attribute(variables, "name", limits.max_config_bytes, where)
+            if name is None:
+                raise refuse(f"{where}: group {group.name!r}", "a layer group that names its layer "
+                             "(vars.attrs['name'])", "none")
+            if name in groups:
+                raise refuse(where, "one group per layer", f"two groups for layer {name!r}")
+            groups[name] = group
+    found = {}
+    for name, layer in _weighted(plan):
+        group = groups.get(name)
+        datasets = [] if group is None else _variables(group, f"{where}: layer {name!r}")
+        found[name] = datasets
+    return _read_checked(plan, found, where, limits)
 
 
-def _keras_variables(group):
-    """A .keras layer group's arrays: its own vars/0, vars/1, ... then its sub-objects'."""
-    arrays = []
-    if "vars" in group:
-        variables = group["vars"]
-        arrays += [variables[key][()] for key in sorted(variables, key=int)]
-    for child in _CHILDREN:
-        if child in group:
-            arrays += _keras_variables(group[child])
-    return arrays
+def _variables(group, where):
+    """A layer group's datasets: its own vars/0, vars/1, ... then its sub-objects', in order.
+
+    Walked with an explicit stack (sub-objects are at most a few levels deep in a real file, but
+    the file decides how deep).
+    """
+    datasets, stack = [], [(group, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > len(_CHILDREN):
+            raise refuse(where, "layer groups nested a few levels deep", f"deeper, at {current.name!r}")
+        variables = child_group(current, "vars", where)
+        if variables is not None:
+            keys = list(variables)
+            if not all(key.isdigit() for key in keys):
+                raise refuse(f"{where}: {variables.name!r}", "members named 0, 1, 2, ...", repr(keys[:5]))
+            datasets += [(variables, key) for key in sorted(keys, key=int)]
+        children = [child_group(current, c, where) for c in _CHILDREN]
+        stack.extend((child, depth + 1) for child in reversed(children) if child is not None)
+    return datasets
 
 
-def _read_h5(path, h5py):
-    with h5py.File(path, "r") as f:
-        if "model_config" not in f.attrs:
-            raise refuse("path", "a whole saved model (with model_config)",
-                         f"{path!r}, an HDF5 file without one (weights only?)")
-        config = json.loads(_text(f.attrs["model_config"]))
-        keras_version = _major(_text(f.attrs.get("keras_version", "2")))
-        root = f["model_weights"] if "model_weights" in f else f
-        weights = {}
-        for name in root.attrs.get("layer_names", []):
-            name = _text(name)
-            group = root[name]
-            weights[name] = [group[_text(w)][()] for w in group.attrs.get("weight_names", [])]
-    return config, weights, keras_version
+def _read_h5(path, where, limits):
+    def work():
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            config_text = string_attribute(f, "model_config", limits.max_config_bytes, where)
+            if config_text is None:
+                raise refuse(where, "a whole saved model (with model_config)",
+                             "an HDF5 file without one (weights only?)")
+            config = parse_json(config_text, f"{where}: model_config", limits)
+            version = string_attribute(f, "keras_version", limits.max_config_bytes, where, default="2")
+            keras_version = _major(version)
+            plan = parse_model(config, keras_version, limits)
+            root = child_group(f, "model_weights", where) or f
+            found = {}
+            for name, layer in _weighted(plan):
+                group = child_group(root, name, where)
+                names = [] if group is None else string_attribute(
+                    group, "weight_names", limits.max_config_bytes, f"{where}: layer {name!r}",
+                    default=[], max_items=limits.max_layers)
+                found[name] = [(group, weight) for weight in names]
+            header, arrays = _read_checked(plan, found, where, limits)
+            header.update(config=config_text, keras_version=keras_version)
+            return header, arrays
+
+    header, arrays = in_child(work, limits, where)
+    config = parse_json(header["config"], f"{where}: model_config", limits)
+    return config, _unflatten(header["counts"], arrays), header["keras_version"]
 
 
-def _text(value):
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value.item())
-    return str(value)
+def _weighted(plan):
+    """(name, LayerPlan) of the layers whose configs say they have weights."""
+    return [(name, layer) for name, layer in plan.layers.items()
+            if isinstance(layer, LayerPlan) and layer.shapes]
+
+
+def _read_checked(plan, found, where, limits):
+    """Check every dataset of `found` ({layer: [(group, path)]}) against the plan, then read them.
+
+    Returns ({"counts": [[layer, number of arrays], ...]}, arrays in that order).
+    """
+    checked, total = [], 0
+    for name, locations in found.items():
+        layer = plan.layers[name]
+        what = f"{where}: layer {name!r}"
+        if len(locations) != len(layer.shapes):
+            raise refuse(what, f"{len(layer.shapes)} weight arrays, as its config says", f"{len(locations)}")
+        dtypes = set()
+        for (group, path), shape in zip(locations, layer.shapes):
+            dataset, size = checked_dataset(group, path, shape, what, layer.basis)
+            total += size
+            if total > limits.max_weight_bytes:
+                raise over_budget(f"{where}: weights", "max_weight_bytes", limits.max_weight_bytes, total)
+            dtypes.add(dataset.dtype.newbyteorder("="))
+            checked.append(dataset)
+        if len(dtypes) > 1:
+            raise refuse(what, "weight arrays of one dtype", ", ".join(sorted(map(str, dtypes))))
+    arrays = [read_dataset(dataset) for dataset in checked]
+    return {"counts": [[name, len(locations)] for name, locations in found.items()]}, arrays
+
+
+def _unflatten(counts, arrays):
+    weights, start = {}, 0
+    for name, count in counts:
+        weights[name] = arrays[start : start + count]
+        start += count
+    return weights
 
 
 def _major(version):
     major = str(version).split(".")[0]
     if major not in ("2", "3"):
-        raise refuse("keras_version", "a file saved by Keras 2 (tf_keras) or Keras 3", repr(version))
+        raise refuse("keras_version", "a file saved by Keras 2 (tf_keras) or Keras 3", repr(version)[:40])
     return int(major)

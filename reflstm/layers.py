@@ -173,6 +173,13 @@ class Concatenate:
     keras_version: int
 
     def __call__(self, inputs, masks):
+        shapes = [x.shape for x in inputs]
+        ndim = len(shapes[0])
+        if not -ndim <= self.axis < ndim or any(
+            len(s) != ndim or s[:self.axis % ndim] + s[self.axis % ndim + 1:]
+            != shapes[0][:self.axis % ndim] + shapes[0][self.axis % ndim + 1:] for s in shapes
+        ):
+            raise refuse(f"inputs of layer {self.name!r}", f"shapes equal but along axis {self.axis}", shapes)
         output = np.concatenate(inputs, axis=self.axis)
         if all(m is None for m in masks):
             return [output], [None]
@@ -222,6 +229,13 @@ class Merge:
     keras_version: int
 
     def __call__(self, inputs, masks):
+        shapes = [x.shape for x in inputs]
+        if self.kind == "Subtract" and len(inputs) != 2:
+            raise refuse(f"inputs of layer {self.name!r}", "exactly 2 inputs", f"{len(inputs)}")
+        try:
+            np.broadcast_shapes(*shapes)
+        except ValueError:
+            raise refuse(f"inputs of layer {self.name!r}", "shapes that broadcast together", shapes) from None
         output = _MERGES[self.kind](list(inputs))
         if all(m is None for m in masks):
             return [output], [None]

@@ -2,10 +2,11 @@
 
 import numpy as np
 
-from reflstm.config import NO_MASK_ARGUMENT, Slot, build_graph
+from reflstm.config import NO_MASK_ARGUMENT, Slot, parse_model
 from reflstm.errors import refuse
 from reflstm.layers import Bidirectional, LSTMLayer
 from reflstm.ops import Operation
+from reflstm.untrusted import Limits
 
 __all__ = ["Model"]
 
@@ -20,10 +21,11 @@ class Model:
     layers it can run are those of `reflstm.config`; masks travel between them as in Keras.
     """
 
-    def __init__(self, model_config, weights, keras_version):
+    def __init__(self, model_config, weights, keras_version, limits=None):
         self._config, self._weights = model_config, weights
         self.keras_version = keras_version
-        self.graph = build_graph(model_config, weights, keras_version)
+        self._limits = limits or Limits()
+        self.graph = parse_model(model_config, keras_version, self._limits).build(weights)
         self.name = self.graph.name
         self.layers = {}
         for node in self.graph.nodes.values():
@@ -51,7 +53,7 @@ class Model:
             name: [w.astype(dtype) if w.dtype.kind == "f" else w for w in arrays]
             for name, arrays in self._weights.items()
         }
-        return Model(self._config, weights, self.keras_version)
+        return Model(self._config, weights, self.keras_version, self._limits)
 
     @property
     def lstm_layers(self):
@@ -160,36 +162,30 @@ class Model:
         """
         results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)}
 
-        def evaluate(name, node_index):
-            key = (name, node_index)
-            if key not in results:
-                if key not in self.graph.nodes:
-                    raise refuse("model", f"a layer call named {name!r}", "none in the config")
-                node = self.graph.nodes[key]
-                arrays, masks = [], []
-                for source, source_node, tensor in node.inputs:
-                    outputs, output_masks = evaluate(source, source_node)
-                    arrays.append(outputs[tensor])
-                    masks.append(output_masks[tensor])
-                layer = node.layer
-                if node.mask is not NO_MASK_ARGUMENT and masks:
-                    # Keras 3 functional graphs record the mask each layer was called with.
-                    masks[0] = None if node.mask is None else resolve(node.mask)
-                if isinstance(layer, Operation):
-                    results[key] = ([layer(_fill(node.template, arrays))], [None])
-                elif isinstance(layer, (LSTMLayer, Bidirectional)):
-                    results[key] = layer(arrays, masks, traces)
-                else:
-                    results[key] = layer(arrays, masks)
-                if record is not None:
-                    record.append((key, node, arrays, list(masks), len(results[key][0])))
-            return results[key]
+        def output(name, node_index, tensor):
+            outputs, masks = results[(name, node_index)]
+            if tensor >= len(outputs):
+                raise refuse("model config", f"a reference to one of the {len(outputs)} outputs of "
+                             f"layer {name!r}", f"output {tensor}")
+            return outputs[tensor], masks[tensor]
 
-        def resolve(triple):
-            name, node_index, tensor = triple
-            return evaluate(name, node_index)[0][tensor]
-
-        return [evaluate(name, node)[0][tensor] for name, node, tensor in self.graph.outputs]
+        # Graph.order puts every node after the nodes it reads: one pass, no recursion.
+        for key in self.graph.order:
+            node = self.graph.nodes[key]
+            arrays, masks = map(list, zip(*(output(*source) for source in node.inputs))) if node.inputs else ([], [])
+            layer = node.layer
+            if node.mask is not NO_MASK_ARGUMENT and masks:
+                # Keras 3 functional graphs record the mask each layer was called with.
+                masks[0] = None if node.mask is None else output(*node.mask)[0]
+            if isinstance(layer, Operation):
+                results[key] = ([layer(_fill(node.template, arrays))], [None])
+            elif isinstance(layer, (LSTMLayer, Bidirectional)):
+                results[key] = layer(arrays, masks, traces)
+            else:
+                results[key] = layer(arrays, masks)
+            if record is not None:
+                record.append((key, node, arrays, list(masks), len(results[key][0])))
+        return [output(*triple)[0] for triple in self.graph.outputs]
 
 
 def _fill(template, arrays):

@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from reflstm.errors import refuse
+from reflstm.fields import Fields, kind_of
 
 __all__ = ["Operation", "OPERATIONS"]
 
@@ -22,7 +23,7 @@ OPERATIONS = {
     "LogicalOr": lambda config, a, b: np.logical_or(a, b),
     "LogicalAnd": lambda config, a, b: np.logical_and(a, b),
     "LogicalNot": lambda config, x: np.logical_not(x),
-    "ExpandDims": lambda config, x: np.expand_dims(x, config["axis"]),
+    "ExpandDims": lambda config, x: np.expand_dims(x, config.get("axis")),
     "Squeeze": lambda config, x: np.squeeze(x, axis=config.get("axis")),
     "ZerosLike": lambda config, x: np.zeros_like(x, dtype=config.get("dtype") or x.dtype),
     "OnesLike": lambda config, x: np.ones_like(x, dtype=config.get("dtype") or x.dtype),
@@ -45,6 +46,26 @@ class Operation:
                 f"one of the mask operations {', '.join(sorted(OPERATIONS))}",
                 f"class {self.kind!r}",
             )
+        # The fields the operations read, typed before any run.
+        fields = Fields(self.config, f"operation {self.name!r}: config")
+        axis = fields.raw("axis")
+        if not (axis is None or _is_int(axis) or (isinstance(axis, (list, tuple)) and all(map(_is_int, axis)))):
+            raise refuse(f"operation {self.name!r}: field 'axis'", "an integer, a list of them, or null",
+                         kind_of(axis))
+        fields.bool("keepdims", False)
+        fields.str("dtype", None, choices=_DTYPES, optional=True)
 
     def __call__(self, args):
-        return OPERATIONS[self.kind](self.config, *args)
+        """The operation on its arguments (arrays where the recorded call had tensors)."""
+        try:
+            return OPERATIONS[self.kind](self.config, *args)
+        except (ValueError, TypeError, IndexError) as error:  # np.exceptions.AxisError is both
+            raise refuse(f"operation {self.name!r}", "arguments it can take",
+                         f"ones it cannot ({type(error).__name__}: {str(error)[:100]})") from None
+
+
+_DTYPES = ("bool", "float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
