@@ -250,6 +250,7 @@ def test_one_step_by_hand():
     for name, value in dict(z=z, r=r, h_tilde=h_tilde, h=h).items():
         np.testing.assert_allclose(getattr(after, name)[0, 0, 0], value, rtol=1e-14, err_msg=name)
         assert round(value, 6) == readme[name], name
+    assert round(float(after.preactivation("h").total[0, 0, 0]), 6) == 1.690397
 
     before = reflstm.GRU(np.array([W]), np.array([U]), np.array(b), reset_after=False)
     tr = before.trace(x, initial_state=[h0])
@@ -261,6 +262,7 @@ def test_one_step_by_hand():
     for name, value in dict(z=z, r=r, h_tilde=h_tilde, h=h).items():
         np.testing.assert_allclose(getattr(tr, name)[0, 0, 0], value, rtol=1e-14, err_msg=name)
         assert round(value, 6) == readme[name], name
+    assert round(float(tr.preactivation("h").total[0, 0, 0]), 6) == 1.816335
 
 
 def test_update_gate_one_keeps_the_state():
