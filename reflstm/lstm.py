@@ -225,7 +225,8 @@ class LSTM(Recurrent):
     def _step(self, x_part, states, h_U):
         """One step of `reflstm.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""
         h, c = states
-        z = x_part + np.matmul(h, self.recurrent_kernel, out=h_U)  # (batch, 4 * units)
+        U = self.recurrent_kernel
+        z = x_part + (h @ U if h_U is None else np.matmul(h, U, out=h_U))  # (batch, 4 * units)
         i, f, c_tilde, o, c_new, h_new = step(z, c, self._sigma, self._g)
         return (i, f, c_tilde, o), (h_new, c_new)
 

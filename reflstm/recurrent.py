@@ -130,9 +130,10 @@ class Recurrent:
 
         states = start
         output = np.zeros((batch, units), dtype)  # Keras's "previous output" before step 0
+        cell_step = self._step  # looked up once: the loop runs it every step
         for t in range(timesteps):
             x_t = x_part[t] if step_bias is None else x_part[t] + step_bias
-            gates, new_states = self._step(x_t, states, h_U[t] if record else None)
+            gates, new_states = cell_step(x_t, states, h_U[t] if record else None)
             if keep is None:
                 states, output = new_states, new_states[0]
             else:
