@@ -309,3 +309,17 @@ def test_from_keras_refuses_other_layers(keras_version):
     layer = make_layer(keras_version, INPUT_DIM, UNITS)
     with pytest.raises(reflstm.ReflstmError, match=r"a Keras GRU layer or RNN\(GRUCell\)"):
         reflstm.GRU.from_keras(layer)
+
+
+def test_tf_keras_gru_v1():
+    """tf_keras's TF1-style GRU (reset_after=False, hard_sigmoid by default) converts and matches."""
+    from tf_keras.src.layers.rnn import gru_v1
+
+    layer = gru_v1.GRU(UNITS, return_sequences=True, dtype="float64")
+    layer.build((None, None, INPUT_DIM))
+    layer.set_weights(random_cell_weights(np.random.default_rng(0), "GRU", INPUT_DIM, UNITS, "float64",
+                                          reset_after=False))
+    x, _ = inputs("float64")
+    ref = reflstm.GRU.from_keras(layer)
+    assert not ref.reset_after and ref.recurrent_activation == "hard_sigmoid"
+    assert_same(ref(x), call_keras(layer, x), "float64")
