@@ -3,18 +3,24 @@
     ref = reflstm.LSTM.from_keras(layer)     # or reflstm.LSTM(kernel, recurrent_kernel, bias)
     y = ref(x)                               # what layer(x) returns
     tr = ref.trace(x)                        # tr.i, tr.f, tr.c_tilde, tr.o, tr.c, tr.h per step
+    g = reflstm.GRU.from_keras(layer)        # likewise a GRU: g.trace(x).z, .r, .h_tilde, .h
+    s = reflstm.SimpleRNN.from_keras(layer)  # and a SimpleRNN: s.trace(x).h
     m = reflstm.load("model.keras")          # a whole saved model, no TensorFlow needed
     y = m.predict(x); traces = m.trace(x)   # {layer name: Trace}
 
-The equations are in `reflstm.equations`.
+The equations of every layer are in `reflstm.equations`; the loop they share in
+`reflstm.recurrent`.
 """
 
 from reflstm.errors import ReflstmError
+from reflstm.gru import GRU
 from reflstm.lstm import LSTM
-from reflstm.trace import Preactivation, Trace
+from reflstm.simple_rnn import SimpleRNN
+from reflstm.trace import GRUPreactivation, GRUTrace, Preactivation, SimpleRNNTrace, Trace
 
 __all__ = [
-    "LSTM", "Limits", "Model", "Trace", "Preactivation", "ReflstmError",
+    "LSTM", "GRU", "SimpleRNN", "Limits", "Model", "Trace", "GRUTrace", "SimpleRNNTrace", "Preactivation",
+    "GRUPreactivation", "ReflstmError",
     "attribute", "diagnose", "load", "memory_horizon",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,10 @@
-"""The LSTM step: Keras's six equations, once.
+"""The steps of Keras's recurrent cells, once: LSTM, GRU and SimpleRNN.
+
+Each cell's equations are written here and nowhere else; `reflstm.recurrent` runs any of them
+over time. The LSTM comes first, then the GRU (`gru_step`) and the SimpleRNN (`simple_rnn_step`).
+
+LSTM
+----
 
 Keras stores row vectors: x_t is (batch, input_dim), h and C are (batch, units), and
 
@@ -19,22 +25,52 @@ h_t = o_t ⊙ g(C_t), not a linear function of C_t.
 The four pre-activations are computed together as one row z = x_t W + h_{t-1} U + b of width
 4 * units, then split; `step` takes that z. The backward pass of these equations is written out
 in `reflstm.backward`.
+
+GRU
+---
+Keras stores W = [W_z | W_r | W_h] (input_dim, 3 * units) and U = [U_z | U_r | U_h]
+(units, 3 * units), gates in the order z, r, h (update, reset, candidate h̃). With
+``reset_after=True`` (Keras's default since TensorFlow 2) the bias is (2, 3 * units): row 0 is the
+input bias b = [b_z | b_r | b_h], row 1 the recurrent bias b' = [b'_z | b'_r | b'_h], and
+
+    z_t  = σ(x_t W_z + b_z + h_{t-1} U_z + b'_z)
+    r_t  = σ(x_t W_r + b_r + h_{t-1} U_r + b'_r)
+    h̃_t  = g(x_t W_h + b_h + r_t ⊙ (h_{t-1} U_h + b'_h))      the reset gate scales U_h's product and b'_h
+    h_t  = z_t ⊙ h_{t-1} + (1 - z_t) ⊙ h̃_t
+
+With ``reset_after=False`` the bias is one row b (3 * units,), there is no b', and the candidate
+resets h_{t-1} before it is multiplied by U_h:
+
+    h̃_t  = g(x_t W_h + b_h + (r_t ⊙ h_{t-1}) U_h)
+
+The update gate keeps the old state: z_t = 1 carries h_{t-1} through unchanged.
+
+SimpleRNN
+---------
+W (input_dim, units), U (units, units), b (units,), and one equation:
+
+    h_t  = g(x_t W + b + h_{t-1} U)
 """
 
 import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["GATES", "gate_slice", "step"]
+__all__ = ["GATES", "GRU_GATES", "gate_slice", "step", "gru_step", "simple_rnn_step"]
 
-GATES = "ifco"  # Keras's gate order; "c" is the candidate c̃ (PyTorch calls it "g")
+GATES = "ifco"  # Keras's LSTM gate order; "c" is the candidate c̃ (PyTorch calls it "g")
+GRU_GATES = "zrh"  # Keras's GRU gate order; "h" is the candidate h̃
 
 
-def gate_slice(gate, units):
-    """The columns of `kernel`, `recurrent_kernel` and `bias` that belong to `gate` ("i", "f", "c" or "o")."""
-    if gate not in ("i", "f", "c", "o"):
-        raise refuse("gate", 'one of "i", "f", "c", "o"', repr(gate))
-    k = GATES.index(gate)
+def gate_slice(gate, units, gates=GATES):
+    """The columns of `kernel`, `recurrent_kernel` and `bias` that belong to `gate` of `gates`.
+
+    `gates` is the layer's gate order: `GATES` ("i", "f", "c", "o") for the LSTM, `GRU_GATES`
+    ("z", "r", "h") for the GRU.
+    """
+    if not isinstance(gate, str) or len(gate) != 1 or gate not in gates:
+        raise refuse("gate", "one of " + ", ".join(f'"{g}"' for g in gates), repr(gate))
+    k = gates.index(gate)
     return slice(k * units, (k + 1) * units)
 
 
@@ -59,3 +95,51 @@ def step(z, c_prev, sigma, g):
     c = f * c_prev + i * c_tilde
     h = o * g(c)
     return i, f, c_tilde, o, c, h
+
+
+def gru_step(x_part, h_prev, U, b_rec, sigma, g, reset_after, h_U=None):
+    """One GRU step (the equations above) from the input part x_part = x_t W + b.
+
+    Args:
+        x_part: (batch, 3 * units), x_t W + b, gates in the order z, r, h.
+        h_prev: (batch, units), h_{t-1}.
+        U: (units, 3 * units), the recurrent kernel.
+        b_rec: (3 * units,), the recurrent bias b' (reset_after=True), or None.
+        sigma: the recurrent activation σ, applied to z and r.
+        g: the activation g, applied to h̃.
+        reset_after: where the reset gate acts (see above).
+        h_U: None, or a (batch, 3 * units) array that receives the recurrent parts without b':
+            h_{t-1} U_z, h_{t-1} U_r, and h_{t-1} U_h (reset_after) or (r_t ⊙ h_{t-1}) U_h.
+
+    Returns:
+        (z, r, h_tilde, h), each (batch, units).
+    """
+    u = h_prev.shape[-1]
+    x_z, x_r, x_h = x_part[:, :u], x_part[:, u : 2 * u], x_part[:, 2 * u :]
+    if reset_after:
+        # keras/src/layers/rnn/gru.py GRUCell.call: matrix_inner = h_{t-1} U + b', then split
+        inner = np.matmul(h_prev, U, out=h_U)  # (batch, 3 * units)
+        if b_rec is not None:
+            inner = inner + b_rec
+        z = sigma(x_z + inner[:, :u])
+        r = sigma(x_r + inner[:, u : 2 * u])
+        h_tilde = g(x_h + r * inner[:, 2 * u :])
+    else:
+        inner = h_prev @ U[:, : 2 * u]  # (batch, 2 * units)
+        z = sigma(x_z + inner[:, :u])
+        r = sigma(x_r + inner[:, u:])
+        reset_h_U = (r * h_prev) @ U[:, 2 * u :]  # (batch, units)
+        h_tilde = g(x_h + reset_h_U)
+        if h_U is not None:
+            h_U[:, : 2 * u], h_U[:, 2 * u :] = inner, reset_h_U
+    h = z * h_prev + (1 - z) * h_tilde
+    return z, r, h_tilde, h
+
+
+def simple_rnn_step(x_part, h_prev, U, g, h_U=None):
+    """One SimpleRNN step, h_t = g((x_t W + b) + h_{t-1} U), from x_part = x_t W + b.
+
+    x_part is (batch, units), h_prev (batch, units), U (units, units); h_U, if given, receives
+    h_{t-1} U. Returns h_t, (batch, units).
+    """
+    return g(x_part + np.matmul(h_prev, U, out=h_U))

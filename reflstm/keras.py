@@ -1,4 +1,4 @@
-"""Reading a live Keras 3 or tf_keras LSTM layer into reflstm's arguments.
+"""Reading a live Keras 3 or tf_keras LSTM, GRU or SimpleRNN layer into reflstm's arguments.
 
 Nothing here imports Keras or TensorFlow: the layer object the caller holds is read through its
 attributes, and its Keras version is told by the package its class comes from.
@@ -8,12 +8,23 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["lstm_arguments", "keras_version_of"]
+__all__ = ["lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of"]
 
-# The modules whose LSTM and LSTMCell classes reflstm reproduces, by Keras version.
-_LSTM_MODULES = {
-    3: ("keras.src.layers.rnn.lstm",),
-    2: ("tf_keras.src.layers.rnn.lstm", "tf_keras.src.layers.rnn.lstm_v1"),
+# The modules whose layer and cell classes reflstm reproduces, by layer kind and Keras version
+# (the layer class is named as the kind, its cell kind + "Cell").
+_MODULES = {
+    "LSTM": {
+        3: ("keras.src.layers.rnn.lstm",),
+        2: ("tf_keras.src.layers.rnn.lstm", "tf_keras.src.layers.rnn.lstm_v1"),
+    },
+    "GRU": {
+        3: ("keras.src.layers.rnn.gru",),
+        2: ("tf_keras.src.layers.rnn.gru", "tf_keras.src.layers.rnn.gru_v1"),
+    },
+    "SimpleRNN": {
+        3: ("keras.src.layers.rnn.simple_rnn",),
+        2: ("tf_keras.src.layers.rnn.simple_rnn",),
+    },
 }
 _RNN_MODULES = {3: ("keras.src.layers.rnn.rnn",), 2: ("tf_keras.src.layers.rnn.base_rnn",)}
 
@@ -26,8 +37,33 @@ _TF_KERAS_ACTIVATION_LAYERS = ("ReLU", "ELU", "LeakyReLU", "Softmax", "Threshold
 
 def lstm_arguments(layer):
     """The `reflstm.LSTM` keyword arguments of a Keras layer, and its states if stateful (else None)."""
-    keras_version = keras_version_of(layer, "layer", "LSTM layer")
-    cell = _lstm_cell(layer, keras_version)
+    arguments, cell, states = _arguments(layer, "LSTM")
+    arguments["recurrent_activation"] = _activation_name(
+        cell.recurrent_activation, arguments["keras_version"], "recurrent_activation"
+    )
+    return arguments, states
+
+
+def gru_arguments(layer):
+    """The `reflstm.GRU` keyword arguments of a Keras layer, and its state if stateful (else None)."""
+    arguments, cell, states = _arguments(layer, "GRU")
+    arguments["recurrent_activation"] = _activation_name(
+        cell.recurrent_activation, arguments["keras_version"], "recurrent_activation"
+    )
+    arguments["reset_after"] = bool(cell.reset_after)
+    return arguments, states
+
+
+def simple_rnn_arguments(layer):
+    """The `reflstm.SimpleRNN` keyword arguments of a Keras layer, and its state if stateful."""
+    arguments, _, states = _arguments(layer, "SimpleRNN")
+    return arguments, states
+
+
+def _arguments(layer, kind):
+    """The arguments every recurrent layer takes, its cell, and its states if stateful."""
+    keras_version = keras_version_of(layer, "layer", f"{kind} layer")
+    cell = _cell(layer, kind, keras_version)
     if getattr(cell, "kernel", None) is None:
         raise refuse(
             "layer",
@@ -43,9 +79,6 @@ def lstm_arguments(layer):
         recurrent_kernel=_numpy(cell.recurrent_kernel),
         bias=_numpy(cell.bias) if cell.use_bias else None,
         activation=_activation_name(cell.activation, keras_version, "activation"),
-        recurrent_activation=_activation_name(
-            cell.recurrent_activation, keras_version, "recurrent_activation"
-        ),
         return_sequences=bool(layer.return_sequences),
         return_state=bool(layer.return_state),
         go_backwards=bool(layer.go_backwards),
@@ -58,7 +91,7 @@ def lstm_arguments(layer):
         held = getattr(layer, "states", None)
         if held is not None and all(s is not None for s in held):
             states = [_numpy(s) for s in held]
-    return arguments, states
+    return arguments, cell, states
 
 
 def keras_version_of(obj, argument, what):
@@ -75,20 +108,22 @@ def keras_version_of(obj, argument, what):
     )
 
 
-def _lstm_cell(layer, keras_version):
-    kind = type(layer)
-    where = f"layer {getattr(layer, 'name', '?')!r} of class {kind.__name__}"
-    if kind.__name__ == "LSTM" and kind.__module__ in _LSTM_MODULES[keras_version]:
+def _cell(layer, kind, keras_version):
+    """The cell of a `kind` layer ("LSTM", "GRU", "SimpleRNN") or of an RNN wrapping that cell."""
+    modules = _MODULES[kind][keras_version]
+    layer_class = type(layer)
+    where = f"layer {getattr(layer, 'name', '?')!r} of class {layer_class.__name__}"
+    if layer_class.__name__ == kind and layer_class.__module__ in modules:
         return layer.cell
-    if kind.__name__ == "RNN" and kind.__module__ in _RNN_MODULES[keras_version]:
+    if layer_class.__name__ == "RNN" and layer_class.__module__ in _RNN_MODULES[keras_version]:
         cell = layer.cell
-        cell_kind = type(cell)
-        if cell_kind.__name__ == "LSTMCell" and cell_kind.__module__ in _LSTM_MODULES[keras_version]:
+        cell_class = type(cell)
+        if cell_class.__name__ == f"{kind}Cell" and cell_class.__module__ in modules:
             return cell
-        where += f" with a cell of class {cell_kind.__name__}"
-    if kind.__name__ == "Bidirectional":
+        where += f" with a cell of class {cell_class.__name__}"
+    if layer_class.__name__ == "Bidirectional":
         where += " (convert its forward_layer and backward_layer one at a time)"
-    raise refuse("layer", "a Keras LSTM layer or RNN(LSTMCell)", where)
+    raise refuse("layer", f"a Keras {kind} layer or RNN({kind}Cell)", where)
 
 
 def _refuse_mixed_precision(layer):

@@ -3,31 +3,15 @@
 import numpy as np
 
 from reflstm import activations
-from reflstm.equations import gate_slice, step
-from reflstm.errors import describe, refuse
+from reflstm.equations import GATES, step
+from reflstm.errors import refuse
+from reflstm.recurrent import GateView, Recurrent, _weight
 from reflstm.trace import Trace
 
 __all__ = ["LSTM"]
 
-_DTYPES = (np.dtype("float32"), np.dtype("float64"))
 
-
-class _GateView:
-    """A read-only view of one gate's block of a weight: `LSTM.W_f` is `kernel[:, units:2*units]`."""
-
-    def __init__(self, weight, gate):
-        self.weight, self.gate = weight, gate
-
-    def __get__(self, lstm, owner=None):
-        if lstm is None:
-            return self
-        array = getattr(lstm, self.weight)
-        if array is None:
-            return None
-        return array[..., gate_slice(self.gate, lstm.units)]
-
-
-class LSTM:
+class LSTM(Recurrent):
     """The Keras LSTM layer, from its weights.
 
     The weights are Keras's own arrays, as ``layer.get_weights()`` returns them (the gate order
@@ -56,9 +40,11 @@ class LSTM:
     ``recurrent_dropout`` are absent: Keras applies them only in training, and this is inference.
     """
 
-    W_i, W_f, W_c, W_o = (_GateView("kernel", gate) for gate in "ifco")
-    U_i, U_f, U_c, U_o = (_GateView("recurrent_kernel", gate) for gate in "ifco")
-    b_i, b_f, b_c, b_o = (_GateView("bias", gate) for gate in "ifco")
+    W_i, W_f, W_c, W_o = (GateView("kernel", gate, GATES) for gate in GATES)
+    U_i, U_f, U_c, U_o = (GateView("recurrent_kernel", gate, GATES) for gate in GATES)
+    b_i, b_f, b_c, b_o = (GateView("bias", gate, GATES) for gate in GATES)
+    STATES = ("h", "c")  # the order of initial_state, return_state and self.states
+    GATE_FIELDS = ("i", "f", "c_tilde", "o")
 
     def __init__(
         self,
@@ -220,36 +206,6 @@ class LSTM:
             options.append("use_bias=False")
         return f"reflstm.LSTM({', '.join(options)}, keras_version={self.keras_version})"
 
-    def __call__(self, x, mask=None, initial_state=None):
-        """What the Keras layer returns for ``layer(x, mask=mask, initial_state=initial_state)``.
-
-        Args:
-            x: (batch, timesteps, input_dim).
-            mask: (batch, timesteps), True where a step is used, or None.
-            initial_state: [h0, c0], each (batch, units), or None for zeros (or, when stateful,
-                the carried states).
-
-        Returns:
-            output, (batch, timesteps, units) with return_sequences, else (batch, units); with
-            return_state, ``[output, h, c]`` (a tuple for keras_version=3, as Keras 3 returns).
-        """
-        sequence, last, h, c, _ = self._run(x, mask, initial_state, record=False)
-        output = sequence if self.return_sequences else last
-        if self.return_state and output is h:
-            output = output.copy()  # Keras returns the output and h as separate tensors
-        if not self.return_state:
-            return output
-        result = [output, h, c]
-        return tuple(result) if self.keras_version == 3 else result
-
-    def trace(self, x, mask=None, initial_state=None):
-        """Run as `__call__` does, and return every step's quantities as a `Trace`.
-
-        A trace is a call: on a stateful LSTM it also carries the final state into the next call.
-        """
-        *_, trace = self._run(x, mask, initial_state, record=True)
-        return trace
-
     def backward(self, x, d_output, mask=None, initial_state=None):
         """Gradients of sum(output * d_output) with respect to x, the weights and the initial state.
 
@@ -262,141 +218,28 @@ class LSTM:
 
         return backward(self, x, d_output, mask=mask, initial_state=initial_state)
 
-    def reset_state(self):
-        """Set the carried states of a stateful LSTM back to zeros, as Keras's reset_state does."""
-        if self.states is not None:
-            self.states = [np.zeros_like(s) for s in self.states]
+    @property
+    def _input_bias(self):
+        return self.bias
 
-    def _run(self, x, mask, initial_state, record):
-        x = self._check_x(x)
-        batch, timesteps = x.shape[:2]
-        mask = self._check_mask(mask, batch, timesteps)
-        h0, c0 = self._start_state(initial_state, batch)
-        units, U, b = self.units, self.recurrent_kernel, self.bias
+    def _step(self, x_part, states, h_U):
+        """One step of `reflstm.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""
+        h, c = states
+        U = self.recurrent_kernel
+        z = x_part + (h @ U if h_U is None else np.matmul(h, U, out=h_U))  # (batch, 4 * units)
+        i, f, c_tilde, o, c_new, h_new = step(z, c, self._sigma, self._g)
+        return (i, f, c_tilde, o), (h_new, c_new)
 
-        # Time-major from here on: step t of the processing order is row t.
-        x = x.transpose(1, 0, 2)  # (timesteps, batch, input_dim)
-        if self.go_backwards:
-            x = x[::-1]
-            mask = None if mask is None else mask[:, ::-1]
-        z_x = (x.reshape(-1, self.input_dim) @ self.kernel).reshape(timesteps, batch, 4 * units)
-        step_bias = None
-        if b is not None:
-            if record:
-                step_bias = b  # the trace keeps x_t W without b, so b is added step by step
-            else:
-                z_x += b  # a plain call folds b in once: the same sums, (x_t W + b) + h_{t-1} U
-        keep = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
-
-        shape = (timesteps, batch, units)
-        if record:
-            gates = {name: np.empty(shape, self.dtype) for name in ("i", "f", "c_tilde", "o", "c", "h")}
-            z_hs = np.empty((timesteps, batch, 4 * units), self.dtype)
-        # Every step's output is kept for return_sequences and traces; without a mask it is h,
-        # and a trace shares one array for both.
-        shares_h = record and keep is None
-        outputs = None
-        if (record or self.return_sequences) and not shares_h:
-            outputs = np.empty(shape, self.dtype)
-
-        h, c = h0, c0
-        output = np.zeros((batch, units), self.dtype)  # Keras's "previous output" before step 0
-        for t in range(timesteps):
-            z_h = np.matmul(h, U, out=z_hs[t]) if record else h @ U  # (batch, 4 * units)
-            z = z_x[t] + z_h if step_bias is None else (z_x[t] + step_bias) + z_h
-            i, f, c_tilde, o, c_new, h_new = step(z, c, self._sigma, self._g)
-            if keep is None:
-                h, c, output = h_new, c_new, h_new
-            else:
-                # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state, and
-                # outputs the previous output (zeros before any step ran) or, with
-                # zero_output_for_mask, zeros.
-                m = keep[t]
-                h, c = np.where(m, h_new, h), np.where(m, c_new, c)
-                output = np.where(m, h_new, 0 if self.zero_output_for_mask else output)
-            if outputs is not None:
-                outputs[t] = output
-            if record:
-                for name, value in zip(gates, (i, f, c_tilde, o, c, h)):
-                    gates[name][t] = value
-
-        if self.stateful:
-            self.states = [h.copy(), c.copy()]  # not the arrays returned to the caller
-        if shares_h:
-            outputs = gates["h"]
-        trace = None
-        if record:
-            batch_major = {name: a.transpose(1, 0, 2) for name, a in gates.items()}
-            trace = Trace(
-                **batch_major,
-                output=outputs.transpose(1, 0, 2),
-                z_x=z_x.transpose(1, 0, 2),
-                z_h=z_hs.transpose(1, 0, 2),
-                bias=np.zeros(4 * units, self.dtype) if b is None else b,
-                h0=np.array(h0),  # copies: the trace freezes its arrays, not the caller's
-                c0=np.array(c0),
-                mask=None if mask is None else np.array(mask),
-            )
-        sequence = None if outputs is None else outputs.transpose(1, 0, 2)
-        return sequence, output, h, c, trace
-
-    def _check_x(self, x):
-        x = _numeric("x", x)
-        if x.ndim != 3 or x.shape[2] != self.input_dim:
-            raise refuse("x", f"a 3-D array (batch, timesteps, input_dim={self.input_dim})", x)
-        if x.shape[1] == 0:
-            raise refuse("x", "at least one time step", x)
-        return x.astype(self.dtype, copy=False)
-
-    def _check_mask(self, mask, batch, timesteps):
-        if mask is None:
-            return None
-        mask = np.asarray(mask)
-        if mask.shape != (batch, timesteps):
-            raise refuse("mask", f"shape (batch, timesteps) = {(batch, timesteps)}", mask)
-        if mask.dtype != bool:
-            if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
-                raise refuse("mask", "booleans, or numbers that are all 0 or 1", mask)
-            mask = mask.astype(bool)
-        return mask
-
-    def _start_state(self, initial_state, batch):
-        shape = (batch, self.units)
-        if initial_state is None:
-            if self.stateful and self.states is not None:
-                if self.states[0].shape != shape:
-                    raise refuse(
-                        "x",
-                        f"batch size {self.states[0].shape[0]}, the batch size of the stateful "
-                        "LSTM's carried states (reset_state keeps it; build a new LSTM to change it)",
-                        f"batch size {batch}",
-                    )
-                return self.states
-            return np.zeros(shape, self.dtype), np.zeros(shape, self.dtype)
-        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != 2:
-            raise refuse("initial_state", "a list [h0, c0] of two arrays", describe(initial_state))
-        states = []
-        for name, state in zip(("initial_state[0] (h0)", "initial_state[1] (c0)"), initial_state):
-            state = _numeric(name, state)
-            if state.shape != shape:
-                raise refuse(name, f"shape (batch, units) = {shape}", state)
-            states.append(state.astype(self.dtype, copy=False))
-        return states
+    def _trace(self, steps, output, input_part, recurrent_part, start, mask):
+        return Trace(
+            **steps,
+            output=output,
+            z_x=input_part,
+            z_h=recurrent_part,
+            bias=np.zeros(4 * self.units, self.dtype) if self.bias is None else self.bias,
+            h0=start[0],
+            c0=start[1],
+            mask=mask,
+        )
 
 
-def _numeric(name, value):
-    value = np.asarray(value)
-    if value.dtype.kind not in "biuf":
-        raise refuse(name, "an array of real numbers", value)
-    return value
-
-
-def _weight(name, value, dtype=None):
-    """A read-only copy of a weight array, checked to be float32 or float64 (and `dtype`, if given)."""
-    value = np.array(value)  # a copy: the LSTM must not change when the caller's array does
-    if value.dtype not in _DTYPES:
-        raise refuse(name, "a float32 or float64 array", value)
-    if dtype is not None and value.dtype != dtype:
-        raise refuse(name, f"dtype {dtype}, the dtype of kernel", value)
-    value.flags.writeable = False
-    return value

@@ -1,17 +1,35 @@
-"""Trace: every quantity of every step of one LSTM run."""
+"""Traces: every quantity of every step of one run, named as each layer's equations name them.
+
+`Trace` is the LSTM's, `GRUTrace` the GRU's, `SimpleRNNTrace` the SimpleRNN's. All are in
+processing order (see `Trace`) and treat masked steps alike (see `Trace`).
+"""
 
 import dataclasses
 
 import numpy as np
 
-from reflstm.equations import gate_slice
+from reflstm.equations import GRU_GATES, gate_slice
 
-__all__ = ["Trace", "Preactivation"]
+__all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace"]
+
+
+def _freeze(trace):
+    for field in dataclasses.fields(trace):
+        value = getattr(trace, field.name)
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+
+
+def _h_prev(trace):
+    return np.concatenate([trace.h0[:, None], trace.h[:, :-1]], axis=1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Preactivation:
-    """One gate's pre-activation, split as x_t W_g + h_{t-1} U_g + b_g; each (batch, timesteps, units)."""
+    """One LSTM gate's (or the SimpleRNN's) pre-activation, x_t W_g + h_{t-1} U_g + b_g, in parts.
+
+    Each part is (batch, timesteps, units), except the bias.
+    """
 
     input: np.ndarray  # x_t W_g
     recurrent: np.ndarray  # h_{t-1} U_g
@@ -60,10 +78,7 @@ class Trace:
     mask: "np.ndarray | None"
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
+        _freeze(self)
 
     @property
     def units(self):
@@ -77,7 +92,7 @@ class Trace:
     @property
     def h_prev(self):
         """(batch, timesteps, units): h_{t-1}, the hidden state each step started from."""
-        return np.concatenate([self.h0[:, None], self.h[:, :-1]], axis=1)
+        return _h_prev(self)
 
     @property
     def c_prev(self):
@@ -89,3 +104,130 @@ class Trace:
         cols = gate_slice(gate, self.units)
         z_x, z_h, b = self.z_x[..., cols], self.z_h[..., cols], self.bias[cols]
         return Preactivation(input=z_x, recurrent=z_h, bias=b, total=(z_x + b) + z_h)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GRUPreactivation:
+    """One GRU gate's pre-activation, in parts; each (batch, timesteps, units) except the biases.
+
+    For z and r, and for h̃ with ``reset_after=False``:
+        total = (input + input_bias) + (recurrent + recurrent_bias)
+    For h̃ with ``reset_after=True`` the reset gate scales the recurrent part and its bias:
+        total = (input + input_bias) + reset * (recurrent + recurrent_bias)
+    """
+
+    input: np.ndarray  # x_t W_g
+    input_bias: np.ndarray  # b_g, (units,); zeros without a bias
+    recurrent: np.ndarray  # h_{t-1} U_g; for h̃ with reset_after=False, (r_t ⊙ h_{t-1}) U_h
+    recurrent_bias: np.ndarray  # b'_g, (units,); zeros with reset_after=False or without a bias
+    reset: "np.ndarray | None"  # r_t for h̃ with reset_after=True, else None
+    total: np.ndarray  # the argument of σ (z, r) or of g (h̃)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GRUTrace:
+    """What a GRU computed at every step, in processing order (as `Trace`; equations in
+    `reflstm.equations`).
+
+    Fields, each (batch, timesteps, units) unless stated:
+        z, r: the update and reset gates at step t.
+        h_tilde: the candidate h̃_t.
+        h: the state h_t carried out of step t.
+        output: what Keras returns for this step with ``return_sequences=True``.
+        input_part: (batch, timesteps, 3 * units), x_t W, gates z, r, h.
+        recurrent_part: (batch, timesteps, 3 * units), the recurrent products without bias:
+            h_{t-1} U_z, h_{t-1} U_r, and for the candidate h_{t-1} U_h when ``reset_after=True``
+            (the reset gate then multiplies that product plus b'_h) or (r_t ⊙ h_{t-1}) U_h
+            when ``reset_after=False`` (the reset gate has already acted on h_{t-1}).
+        input_bias: (3 * units,), b (row 0 of Keras's (2, 3 * units) bias with reset_after).
+        recurrent_bias: (3 * units,), b' (row 1); zeros with reset_after=False.
+        reset_after: where the reset gate acts.
+        h0: (batch, units), the state the run started from.
+        mask: (batch, timesteps) bool in processing order, or None.
+
+    At a masked step z, r and h̃ hold what the cell computed and Keras discarded; h is carried
+    through and output follows Keras's rule, as described in `Trace`.
+    """
+
+    z: np.ndarray
+    r: np.ndarray
+    h_tilde: np.ndarray
+    h: np.ndarray
+    output: np.ndarray
+    input_part: np.ndarray
+    recurrent_part: np.ndarray
+    input_bias: np.ndarray
+    recurrent_bias: np.ndarray
+    reset_after: bool
+    h0: np.ndarray
+    mask: "np.ndarray | None"
+
+    def __post_init__(self):
+        _freeze(self)
+
+    @property
+    def units(self):
+        return self.h.shape[-1]
+
+    @property
+    def h_prev(self):
+        """(batch, timesteps, units): h_{t-1}, the state each step started from."""
+        return _h_prev(self)
+
+    def preactivation(self, gate):
+        """Gate `gate` ("z", "r" or "h" for h̃) split into its parts (see `GRUPreactivation`)."""
+        cols = gate_slice(gate, self.units, GRU_GATES)
+        x_part, b = self.input_part[..., cols], self.input_bias[cols]
+        h_part, b_rec = self.recurrent_part[..., cols], self.recurrent_bias[cols]
+        reset = self.r if gate == "h" and self.reset_after else None
+        if reset is None:
+            total = (x_part + b) + (h_part + b_rec)
+        else:
+            total = (x_part + b) + reset * (h_part + b_rec)
+        return GRUPreactivation(
+            input=x_part, input_bias=b, recurrent=h_part, recurrent_bias=b_rec, reset=reset,
+            total=total,
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SimpleRNNTrace:
+    """What a SimpleRNN computed at every step, in processing order (as `Trace`).
+
+    Fields, each (batch, timesteps, units) unless stated:
+        h: the state h_t = g(x_t W + b + h_{t-1} U) carried out of step t (at a masked step, the
+            state carried through, as described in `Trace`).
+        output: what Keras returns for this step with ``return_sequences=True``.
+        input_part: x_t W.
+        recurrent_part: h_{t-1} U.
+        bias: (units,), b; zeros without a bias.
+        h0: (batch, units), the state the run started from.
+        mask: (batch, timesteps) bool in processing order, or None.
+    """
+
+    h: np.ndarray
+    output: np.ndarray
+    input_part: np.ndarray
+    recurrent_part: np.ndarray
+    bias: np.ndarray
+    h0: np.ndarray
+    mask: "np.ndarray | None"
+
+    def __post_init__(self):
+        _freeze(self)
+
+    @property
+    def units(self):
+        return self.h.shape[-1]
+
+    @property
+    def h_prev(self):
+        """(batch, timesteps, units): h_{t-1}, the state each step started from."""
+        return _h_prev(self)
+
+    def preactivation(self):
+        """The argument of g, x_t W + b + h_{t-1} U, in parts (a `Preactivation`)."""
+        x_part, h_part = self.input_part, self.recurrent_part
+        return Preactivation(
+            input=x_part, recurrent=h_part, bias=self.bias, total=(x_part + self.bias) + h_part
+        )

@@ -1,5 +1,7 @@
 """Real Keras layers to compare against: Keras 3 (`keras`) and Keras 2 (`tf_keras`).
 
+LSTM by default; `kind="GRU"` or `kind="SimpleRNN"` builds those layers.
+
 Every layer gets random weights that differ per gate and a non-zero bias, so that a wrong gate
 order, a transposed matrix or a dropped bias changes the answer.
 """
@@ -39,27 +41,58 @@ def random_weights(rng, input_dim, units, dtype, use_bias=True, scale=0.6):
     return weights
 
 
+def random_cell_weights(rng, kind, input_dim, units, dtype, use_bias=True, reset_after=True, scale=0.6):
+    """GRU or SimpleRNN kernel, recurrent_kernel, bias: each gate block drawn on its own.
+
+    A GRU with reset_after gets two different bias rows (input and recurrent), neither zero.
+    """
+    if kind == "LSTM":
+        return random_weights(rng, input_dim, units, dtype, use_bias, scale)
+    blocks = {"GRU": 3, "SimpleRNN": 1}[kind]
+    offsets = rng.uniform(-0.3, 0.3, size=blocks)
+    kernel = np.concatenate([rng.normal(offsets[k], scale, (input_dim, units)) for k in range(blocks)], axis=1)
+    recurrent = np.concatenate([rng.normal(-offsets[k], scale, (units, units)) for k in range(blocks)], axis=1)
+    shift = np.repeat([0.5, -0.5, 0.25][:blocks], units)
+    bias = rng.uniform(-1, 1, blocks * units) + shift
+    if kind == "GRU" and reset_after:
+        bias = np.stack([bias, rng.uniform(-1, 1, blocks * units) - shift])
+    weights = [kernel.astype(dtype), recurrent.astype(dtype)]
+    if use_bias:
+        weights.append(bias.astype(dtype))
+    return weights
+
+
+# The options that belong to each kind's cell (the rest are the RNN layer's).
+CELL_OPTIONS = {
+    "LSTM": ("activation", "recurrent_activation", "use_bias", "unit_forget_bias", "dropout",
+             "recurrent_dropout", "implementation"),
+    "GRU": ("activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
+            "implementation", "reset_after"),
+    "SimpleRNN": ("activation", "use_bias", "dropout", "recurrent_dropout"),
+}
+
+
 def make_layer(
-    keras_version, input_dim, units, dtype="float64", seed=0, rnn_cell=False, weights=None, **options
+    keras_version, input_dim, units, dtype="float64", seed=0, rnn_cell=False, weights=None,
+    kind="LSTM", **options
 ):
-    """A built Keras LSTM layer (or RNN(LSTMCell)) with random per-gate weights (or `weights`)."""
+    """A built Keras LSTM, GRU or SimpleRNN layer (or RNN(its cell)) with random per-gate
+    weights (or `weights`)."""
     keras = keras_module(keras_version)
     rng = np.random.default_rng(seed)
-    cell_options = {
-        k: options.pop(k)
-        for k in ("activation", "recurrent_activation", "use_bias", "unit_forget_bias",
-                  "dropout", "recurrent_dropout", "implementation")
-        if k in options
-    }
+    cell_options = {k: options.pop(k) for k in CELL_OPTIONS[kind] if k in options}
     if rnn_cell:
-        layer = keras.layers.RNN(keras.layers.LSTMCell(units, dtype=dtype, **cell_options),
-                                 dtype=dtype, **options)
+        cell = getattr(keras.layers, f"{kind}Cell")(units, dtype=dtype, **cell_options)
+        layer = keras.layers.RNN(cell, dtype=dtype, **options)
     else:
-        layer = keras.layers.LSTM(units, dtype=dtype, **cell_options, **options)
+        layer = getattr(keras.layers, kind)(units, dtype=dtype, **cell_options, **options)
     batch = 3 if options.get("stateful") else None
     layer.build((batch, None, input_dim))
     if weights is None:
-        weights = random_weights(rng, input_dim, units, dtype, cell_options.get("use_bias", True))
+        weights = random_cell_weights(
+            rng, kind, input_dim, units, dtype, cell_options.get("use_bias", True),
+            cell_options.get("reset_after", True),
+        )
     layer.set_weights([np.asarray(w, dtype) for w in weights])
     return layer
 

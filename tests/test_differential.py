@@ -1,7 +1,9 @@
 """Differential test: random configurations, reflstm against the real Keras layer.
 
-CI runs a short campaign; `pytest tests/test_differential.py --campaign 1000 -s` runs a long one
-and prints how many configurations ran and the worst error seen for each dtype.
+Each configuration draws a layer kind (LSTM, GRU in either reset_after mode, SimpleRNN), a Keras
+version, a dtype, activations, options, shapes, a mask and an initial state. CI runs a short
+campaign; `pytest tests/test_differential.py --campaign 1000 -s` runs a long one and prints how
+many configurations ran and the worst error seen for each dtype and each kind.
 """
 
 import numpy as np
@@ -17,6 +19,9 @@ from reflstm import activations
 # name either Keras accepts for an LSTM is drawn.
 FLOAT32_ONLY = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
 WORST = {"float64": [0, 0.0], "float32": [0, 0.0]}  # configurations run, worst relative error
+KINDS = ("LSTM", "GRU", "SimpleRNN")
+WORST_BY_KIND = {}  # (kind, dtype) -> [configurations run, worst relative error]
+LAYERS = {"LSTM": reflstm.LSTM, "GRU": reflstm.GRU, "SimpleRNN": reflstm.SimpleRNN}
 # A layer is held to TOLERANCE against Keras in its dtype, or, where the configuration amplifies
 # rounding (unbounded activations), to SLACK times what one rounding in that dtype does to
 # Keras's own answer (see check).
@@ -26,6 +31,7 @@ AMPLIFIED = []  # (dtype, reflstm's error, Keras's sensitivity) for those config
 
 @st.composite
 def configurations(draw):
+    kind = draw(st.sampled_from(KINDS))
     keras_version = draw(st.sampled_from([3, 2]))
     dtype = draw(st.sampled_from(["float64", "float32"]))
     names = [
@@ -37,7 +43,13 @@ def configurations(draw):
     recurrent = "sigmoid" if usual else draw(st.sampled_from(names))
     batch, timesteps = draw(st.integers(1, 4)), draw(st.integers(1, 8))
     mask_kind = draw(st.sampled_from(["none", "random", "right_padding", "left_padding"]))
+    options = dict(activation=activation)
+    if kind != "SimpleRNN":
+        options["recurrent_activation"] = recurrent
+    if kind == "GRU":
+        options["reset_after"] = draw(st.booleans())
     return dict(
+        kind=kind,
         keras_version=keras_version,
         dtype=dtype,
         units=draw(st.integers(1, 8)),
@@ -46,8 +58,7 @@ def configurations(draw):
         timesteps=timesteps,
         seed=draw(st.integers(0, 2**31)),
         options=dict(
-            activation=activation,
-            recurrent_activation=recurrent,
+            **options,
             use_bias=draw(st.booleans()),
             return_sequences=draw(st.booleans()),
             return_state=draw(st.booleans()),
@@ -97,11 +108,11 @@ def check(config):
         options = dict(config["options"])
         if dtype == "float64":  # tf_keras's activation layers, built as float64 layers
             for key in ("activation", "recurrent_activation"):
-                if options[key] in FLOAT32_ONLY:
+                if options.get(key) in FLOAT32_ONLY:
                     options[key] = getattr(keras_module(2).layers, options[key])(dtype="float64")
         return make_layer(
             config["keras_version"], config["input_dim"], units, dtype, config["seed"],
-            rnn_cell=config["rnn_cell"], weights=weights, **options,
+            rnn_cell=config["rnn_cell"], weights=weights, kind=config["kind"], **options,
         )
 
     layer = keras_layer(dtype)
@@ -109,9 +120,10 @@ def check(config):
     mask = make_mask(config["mask_kind"], rng, batch, timesteps)
     state = None
     if config["initial_state"]:
-        state = [rng.normal(0, 0.8, (batch, units)).astype(dtype) for _ in range(2)]
+        count = 2 if config["kind"] == "LSTM" else 1
+        state = [rng.normal(0, 0.8, (batch, units)).astype(dtype) for _ in range(count)]
     expected = call_keras(layer, x, mask, state)
-    actual = reflstm.LSTM.from_keras(layer)(x, mask=mask, initial_state=state)
+    actual = LAYERS[config["kind"]].from_keras(layer)(x, mask=mask, initial_state=state)
     expected = expected if isinstance(expected, list) else [expected]
     actual = list(actual) if isinstance(actual, (list, tuple)) else [actual]
     assert len(actual) == len(expected)
@@ -120,6 +132,9 @@ def check(config):
     worst = max(relative_error(a, e) for a, e in zip(actual, expected))
     WORST[dtype][0] += 1
     WORST[dtype][1] = max(WORST[dtype][1], worst)
+    by_kind = WORST_BY_KIND.setdefault((config["kind"], dtype), [0, 0.0])
+    by_kind[0] += 1
+    by_kind[1] = max(by_kind[1], worst)
     if worst <= TOLERANCE[dtype]:
         return
     # Only configurations that amplify rounding (unbounded activations) get here. How much
@@ -144,7 +159,7 @@ def check(config):
         max(distance_from_exact(n, f) for n, f in zip(nudged, exact)),
     )
     our_error = max(distance_from_exact(a, f) for a, f in zip(actual, exact))
-    AMPLIFIED.append((dtype, our_error, sensitivity))
+    AMPLIFIED.append((dtype, our_error, sensitivity, config["kind"]))
     assert our_error <= max(TOLERANCE[dtype], SLACK * sensitivity), (
         our_error, sensitivity, config)
 
@@ -175,5 +190,19 @@ def test_random_configurations_match_keras(request):
           f"float32 {WORST['float32'][1]:.3g} over {WORST['float32'][0]}; "
           f"{len(AMPLIFIED)} configurations amplify rounding beyond the tolerance, worst ratio "
           f"of reflstm's error to Keras's own sensitivity "
-          f"{max((o / max(k, 1e-300) for _, o, k in AMPLIFIED), default=0):.3g}")
+          f"{max((ratio(o, k) for _, o, k, _ in AMPLIFIED), default=0):.3g}")
+    for (kind, dtype), (count, worst) in sorted(WORST_BY_KIND.items()):
+        amplified = [(o, k) for d, o, k, c in AMPLIFIED if (c, d) == (kind, dtype)]
+        overflows = sum(np.isinf(k) for _, k in amplified)
+        print(f"  {kind:<9} {dtype}: {count} configurations, worst relative error {worst:.3g}; "
+              f"{len(amplified)} amplify rounding ({overflows} where Keras's own {dtype} "
+              f"overflows), worst ratio {max((ratio(o, k) for o, k in amplified), default=0):.3g}")
+
+
+def ratio(our_error, sensitivity):
+    """reflstm's error over Keras's own sensitivity; 0 where Keras's own result overflowed
+    (sensitivity inf) and reflstm's did exactly as much."""
+    if np.isinf(sensitivity):
+        return 0.0 if our_error <= sensitivity else np.inf
+    return our_error / max(sensitivity, 1e-300)
     assert ran >= size

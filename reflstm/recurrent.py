@@ -1,0 +1,284 @@
+"""The loop over time that every recurrent layer shares; each layer brings only its cell.
+
+Keras splits a recurrent layer the same way: a cell computes one step (`LSTMCell.call`,
+`GRUCell.call`, `SimpleRNNCell.call`), and one generic loop (keras/src/layers/rnn/rnn.py with
+keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Recurrent._run`:
+
+- the time axis: time-major processing, ``go_backwards`` (the steps last to first, outputs in
+  processing order);
+- the state: zeros, ``initial_state``, or, with ``stateful=True``, the state the last call
+  ended in, kept visibly in ``self.states`` until `reset_state`;
+- masks: at a masked step the cell runs but its result is discarded; the state is carried
+  through and the output repeats the previous output (zeros before any step ran), or is zeros
+  with ``zero_output_for_mask``;
+- what a call returns (``return_sequences``, ``return_state``) and what a trace records.
+
+A cell subclass provides its equations (in `reflstm.equations`) through:
+
+    STATES       names of the carried states, the output state "h" first: ("h", "c") for the LSTM
+    GATE_FIELDS  names of what its step computes besides the states, in the order `_step` returns them
+    _input_bias  the bias added to x_t W, or None (a plain call adds it to every step at once)
+    _step(x_part, states, h_U) -> (gates, new states): one step from x_part = x_t W + b
+    _trace(...)  its trace from the recorded steps
+
+and the weights ``kernel`` (input_dim, k * units) and ``recurrent_kernel`` (units, k * units).
+"""
+
+import numpy as np
+
+from reflstm import activations
+from reflstm.equations import gate_slice
+from reflstm.errors import describe, refuse
+
+__all__ = ["Recurrent"]
+
+_DTYPES = (np.dtype("float32"), np.dtype("float64"))
+_FLAGS = ("return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")
+
+
+class GateView:
+    """A read-only view of one gate's block of a weight: `LSTM.W_f` is `kernel[:, units:2*units]`."""
+
+    def __init__(self, weight, gate, gates):
+        self.weight, self.gate, self.gates = weight, gate, gates
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        array = getattr(layer, self.weight)
+        if array is None:
+            return None
+        return array[..., gate_slice(self.gate, layer.units, self.gates)]
+
+
+class Recurrent:
+    """What every recurrent layer does around its cell; see the module docstring."""
+
+    STATES = ("h",)
+    GATE_FIELDS = ()
+
+    def __call__(self, x, mask=None, initial_state=None):
+        """What the Keras layer returns for ``layer(x, mask=mask, initial_state=initial_state)``.
+
+        Args:
+            x: (batch, timesteps, input_dim).
+            mask: (batch, timesteps), True where a step is used, or None.
+            initial_state: the layer's states, each (batch, units): [h0, c0] for the LSTM, [h0]
+                (or h0 alone) for the GRU and SimpleRNN; None for zeros (or, when stateful,
+                the carried states).
+
+        Returns:
+            output, (batch, timesteps, units) with return_sequences, else (batch, units); with
+            return_state, ``[output, *states]`` (a tuple for keras_version=3, as Keras 3 returns).
+        """
+        sequence, last, states, _ = self._run(x, mask, initial_state, record=False)
+        output = sequence if self.return_sequences else last
+        if self.return_state and output is states[0]:
+            output = output.copy()  # Keras returns the output and h as separate tensors
+        if not self.return_state:
+            return output
+        result = [output, *states]
+        return tuple(result) if self.keras_version == 3 else result
+
+    def trace(self, x, mask=None, initial_state=None):
+        """Run as `__call__` does, and return every step's quantities as the layer's trace.
+
+        A trace is a call: on a stateful layer it also carries the final state into the next call.
+        """
+        *_, trace = self._run(x, mask, initial_state, record=True)
+        return trace
+
+    def reset_state(self):
+        """Set the carried states of a stateful layer back to zeros, as Keras's reset_state does."""
+        if self.states is not None:
+            self.states = [np.zeros_like(s) for s in self.states]
+
+    def _run(self, x, mask, initial_state, record):
+        """(sequence or None, last output, final states, trace or None): the loop over time."""
+        x = self._check_x(x)
+        batch, timesteps = x.shape[:2]
+        mask = self._check_mask(mask, batch, timesteps)
+        start = self._start_state(initial_state, batch)
+        units, dtype = self.units, self.dtype
+
+        # Time-major from here on: step t of the processing order is row t.
+        x = x.transpose(1, 0, 2)  # (timesteps, batch, input_dim)
+        if self.go_backwards:
+            x = x[::-1]
+            mask = None if mask is None else mask[:, ::-1]
+        width = self.kernel.shape[1]
+        x_part = (x.reshape(-1, self.input_dim) @ self.kernel).reshape(timesteps, batch, width)
+        step_bias = None
+        if self._input_bias is not None:
+            if record:
+                step_bias = self._input_bias  # the trace keeps x_t W without b: add b step by step
+            else:
+                x_part += self._input_bias  # a plain call folds b in once: the same sums
+        keep = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
+
+        shape = (timesteps, batch, units)
+        if record:
+            gate_steps = [np.empty(shape, dtype) for _ in self.GATE_FIELDS]
+            state_steps = [np.empty(shape, dtype) for _ in self.STATES]
+            h_U = np.empty((timesteps, batch, self.recurrent_kernel.shape[1]), dtype)
+        # Every step's output is kept for return_sequences and traces; without a mask it is h,
+        # and a trace shares one array for both.
+        shares_h = record and keep is None
+        outputs = None
+        if (record or self.return_sequences) and not shares_h:
+            outputs = np.empty(shape, dtype)
+
+        states = start
+        output = np.zeros((batch, units), dtype)  # Keras's "previous output" before step 0
+        cell_step = self._step  # looked up once: the loop runs it every step
+        for t in range(timesteps):
+            x_t = x_part[t] if step_bias is None else x_part[t] + step_bias
+            gates, new_states = cell_step(x_t, states, h_U[t] if record else None)
+            if keep is None:
+                states, output = new_states, new_states[0]
+            else:
+                # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state, and
+                # outputs the previous output (zeros before any step ran) or, with
+                # zero_output_for_mask, zeros.
+                m = keep[t]
+                states = tuple(np.where(m, new, old) for new, old in zip(new_states, states))
+                output = np.where(m, new_states[0], 0 if self.zero_output_for_mask else output)
+            if outputs is not None:
+                outputs[t] = output
+            if record:
+                for steps, value in zip(gate_steps, gates):
+                    steps[t] = value
+                for steps, value in zip(state_steps, states):
+                    steps[t] = value
+
+        if self.stateful:
+            self.states = [s.copy() for s in states]  # not the arrays returned to the caller
+        trace = None
+        if record:
+            if shares_h:
+                outputs = state_steps[0]
+            batch_major = lambda a: a.transpose(1, 0, 2)  # noqa: E731
+            steps = dict(zip(self.GATE_FIELDS, map(batch_major, gate_steps)))
+            steps.update(zip(self.STATES, map(batch_major, state_steps)))
+            trace = self._trace(
+                steps,
+                output=batch_major(outputs),
+                input_part=batch_major(x_part),
+                recurrent_part=batch_major(h_U),
+                start=[np.array(s) for s in start],  # copies: the trace freezes its arrays
+                mask=None if mask is None else np.array(mask),
+            )
+        sequence = None if outputs is None else outputs.transpose(1, 0, 2)
+        return sequence, output, states, trace
+
+    def _check_x(self, x):
+        x = _numeric("x", x)
+        if x.ndim != 3 or x.shape[2] != self.input_dim:
+            raise refuse("x", f"a 3-D array (batch, timesteps, input_dim={self.input_dim})", x)
+        if x.shape[1] == 0:
+            raise refuse("x", "at least one time step", x)
+        return x.astype(self.dtype, copy=False)
+
+    def _check_mask(self, mask, batch, timesteps):
+        if mask is None:
+            return None
+        mask = np.asarray(mask)
+        if mask.shape != (batch, timesteps):
+            raise refuse("mask", f"shape (batch, timesteps) = {(batch, timesteps)}", mask)
+        if mask.dtype != bool:
+            if mask.dtype.kind not in "biuf" or not np.isin(mask, (0, 1)).all():
+                raise refuse("mask", "booleans, or numbers that are all 0 or 1", mask)
+            mask = mask.astype(bool)
+        return mask
+
+    def _start_state(self, initial_state, batch):
+        shape = (batch, self.units)
+        kind = type(self).__name__
+        if initial_state is None:
+            if self.stateful and self.states is not None:
+                if self.states[0].shape != shape:
+                    raise refuse(
+                        "x",
+                        f"batch size {self.states[0].shape[0]}, the batch size of the stateful "
+                        f"{kind}'s carried states (reset_state keeps it; build a new {kind} to "
+                        "change it)",
+                        f"batch size {batch}",
+                    )
+                return tuple(self.states)
+            return tuple(np.zeros(shape, self.dtype) for _ in self.STATES)
+        names = [f"{name}0" for name in self.STATES]
+        if len(names) == 1 and isinstance(initial_state, np.ndarray):
+            initial_state = [initial_state]  # Keras takes a one-state layer's state bare, too
+        if not isinstance(initial_state, (list, tuple)) or len(initial_state) != len(names):
+            count = {1: "one array", 2: "two arrays"}[len(names)]
+            raise refuse(
+                "initial_state", f"a list [{', '.join(names)}] of {count}", describe(initial_state)
+            )
+        states = []
+        for k, (name, state) in enumerate(zip(names, initial_state)):
+            argument = f"initial_state[{k}] ({name})"
+            state = _numeric(argument, state)
+            if state.shape != shape:
+                raise refuse(argument, f"shape (batch, units) = {shape}", state)
+            states.append(state.astype(self.dtype, copy=False))
+        return tuple(states)
+
+    def _set_options(self, activation_names, keras_version, flags):
+        """Check and keep the activations (name -> argument) and the boolean options."""
+        for name, flag in flags.items():
+            if not isinstance(flag, (bool, np.bool_)):
+                raise refuse(name, "True or False", flag)
+            setattr(self, name, bool(flag))
+        self.keras_version = keras_version
+        functions = {}
+        for argument, name in activation_names.items():
+            setattr(self, argument, name)
+            functions[argument] = activations.get(name, keras_version, argument, self.dtype)
+        self.states = None  # the states carried between calls when stateful; None otherwise
+        return functions
+
+    def _repr(self, extra):
+        options = [f"units={self.units}", f"input_dim={self.input_dim}", f"dtype={self.dtype}"]
+        options += extra
+        options += [name for name in _FLAGS if getattr(self, name)]
+        if self.bias is None:
+            options.append("use_bias=False")
+        return (
+            f"reflstm.{type(self).__name__}({', '.join(options)}, "
+            f"keras_version={self.keras_version})"
+        )
+
+
+def check_weights(kernel, recurrent_kernel, blocks):
+    """kernel (input_dim, blocks * units) and recurrent_kernel (units, blocks * units), checked."""
+    kernel = _weight("kernel", kernel)
+    term = f"{blocks} * units" if blocks > 1 else "units"
+    if kernel.ndim != 2 or kernel.shape[1] % blocks or kernel.shape[1] == 0:
+        raise refuse("kernel", f"a 2-D array (input_dim, {term})", kernel)
+    units = kernel.shape[1] // blocks
+    recurrent_kernel = _weight("recurrent_kernel", recurrent_kernel, kernel.dtype)
+    if recurrent_kernel.shape != (units, blocks * units):
+        raise refuse(
+            "recurrent_kernel",
+            f"shape (units, {term}) = {(units, blocks * units)} to match kernel {kernel.shape}",
+            recurrent_kernel,
+        )
+    return kernel, recurrent_kernel, units
+
+
+def _numeric(name, value):
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise refuse(name, "an array of real numbers", value)
+    return value
+
+
+def _weight(name, value, dtype=None):
+    """A read-only copy of a weight array, checked to be float32 or float64 (and `dtype`, if given)."""
+    value = np.array(value)  # a copy: the layer must not change when the caller's array does
+    if value.dtype not in _DTYPES:
+        raise refuse(name, "a float32 or float64 array", value)
+    if dtype is not None and value.dtype != dtype:
+        raise refuse(name, f"dtype {dtype}, the dtype of kernel", value)
+    value.flags.writeable = False
+    return value
