@@ -50,7 +50,7 @@ class Attribution:
     completeness_error: "float | None"  # integrated gradients: |Σ A − (f(x) − f(x'))| / max(1, |f(x) − f(x')|)
     horizon: int = 1
 
-    def _shares(self):
+    def per_feature_step(self):
         """(features, timesteps): each cell's share of its sample's total |attribution|, averaged
         over the batch; input order. Every sample's shares add up to 1 (0 where all are 0)."""
         size = np.abs(self.values)
@@ -85,18 +85,18 @@ class Attribution:
         """(lags, shares), most recent first: lags counted back from the predicted step t
         (horizon, horizon + 1, ...), and the share of |attribution| at each, summed over
         features, as a share of each sample's total, then averaged over the batch."""
-        shares = self._shares().sum(axis=0)[::-1]  # most recent first
+        shares = self.per_feature_step().sum(axis=0)[::-1]  # most recent first
         return self.horizon + np.arange(self.timesteps), shares
 
     def per_feature(self):
         """(features, shares): each input feature's share of |attribution|, summed over steps."""
-        shares = self._shares().sum(axis=1)
+        shares = self.per_feature_step().sum(axis=1)
         return np.arange(len(shares)), shares
 
     def per_feature_lag(self):
         """(features, lags, shares (features, lags)): the share of each feature at each lag, most
         recent lag first; rows add up to per_feature(), columns to per_lag()."""
-        shares = self._shares()[:, ::-1]
+        shares = self.per_feature_step()[:, ::-1]
         return np.arange(shares.shape[0]), self.horizon + np.arange(self.timesteps), shares
 
     def table(self, rows=None):

@@ -8,7 +8,7 @@
     reflstm diagnose ARRAYS.npz
     reflstm attribute FILE --input X [--horizon H] [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
 
-An input X is a .npy file, an .npz holding one array, or a .csv file (INPUT_HELP says how its
+An input X is a .npy file, an .npz holding one array, or a .csv file (CSV_LAYOUT says how its
 rows are laid out).
 
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
@@ -35,10 +35,10 @@ VERIFY_TOLERANCE = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
 # trace: samples per chunk, so memory stays bounded and a progress bar can move.
 TRACE_CHUNK = 64
 # How a CSV input is laid out; the help and the README say the same.
-CSV_LAYOUT = ("a .csv: one row per sample and step (sample 0's steps in order, then sample 1's, ...), "
-              "one column per feature, an optional header; or with header columns 'sample' and "
-              "'step', any row order (samples in order of their number); for a model reading token ids (batch, timesteps), one row "
-              "per sample and one column per step")
+CSV_LAYOUT = ("one row per sample and step (sample 0's steps in order, then sample 1's, ...), one "
+              "column per feature, an optional header; or, with header columns 'sample' and 'step', "
+              "rows in any order (samples in order of their number); for a model reading token ids "
+              "(batch, timesteps), one row per sample and one column per step")
 INPUT_HELP = "X.npy, an .npz holding one array, or X.csv, shaped as the model's input"
 
 
@@ -729,7 +729,7 @@ def _first_lstm_on_input(model):
 
 def _plot_attribution(result, path, title):
     plt, MaxNLocator = _pyplot()
-    shares = result._shares() * 100  # (features, timesteps), input order
+    shares = result.per_feature_step() * 100  # (features, timesteps), input order
     lags, lag_shares = result.per_lag()
     features, feature_shares = result.per_feature()
     timesteps = result.timesteps
