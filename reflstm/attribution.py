@@ -14,9 +14,12 @@ gradient comes from `LSTM.backward` / `Model.backward`, so every method here is 
 - "occlusion": f(x) − f(x with a window of steps set to the baseline), shared out evenly over
   the window's cells (forward runs only).
 
-`Attribution.per_lag()` gives each lag's share of a sample's total |attribution| (summed over
-features, averaged over the batch; lag 0 is the last step), answering "how much does t−1 matter
-compared with t−5?".
+Lags are counted as a forecaster counts them, from the predicted step t: with `horizon=H` the
+output predicts the step H after the last input step, so the last input step is t−H (t−1 by
+default, for a model that reads the window t−5 … t−1 and predicts t). `Attribution.per_lag()`
+gives each lag's share of a sample's total |attribution| (summed over features, averaged over the
+batch), answering "how much does t−1 matter compared with t−5?"; `per_feature()` and
+`per_feature_lag()` split the same total by input feature, and by feature and lag.
 `memory_horizon` reads the forget gates: how much of C_t survives into the last cell state.
 """
 
@@ -34,43 +37,108 @@ METHODS = ("gradient", "gradient_x_input", "integrated_gradients", "occlusion")
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Attribution:
-    """Attributions of the target to each input cell, (batch, timesteps, input_dim), input order."""
+    """Attributions of the target to each input cell, (batch, timesteps, input_dim), input order.
+
+    `horizon` places the predicted step t: H steps after the last input step, so input step s
+    (counted from 0) is lag t−(timesteps − 1 − s + H).
+    """
 
     values: np.ndarray
     method: str
     target: np.ndarray  # f(x), (batch,)
     baseline_target: "np.ndarray | None"  # f(baseline) for integrated gradients and occlusion
     completeness_error: "float | None"  # integrated gradients: |Σ A − (f(x) − f(x'))| / max(1, |f(x) − f(x')|)
+    horizon: int = 1
+
+    def per_feature_step(self):
+        """(features, timesteps): each cell's share of its sample's total |attribution|, averaged
+        over the batch; input order. Every sample's shares add up to 1 (0 where all are 0)."""
+        size = np.abs(self.values)
+        size = size[..., None] if size.ndim == 2 else size.reshape(*size.shape[:2], -1)  # (batch, timesteps, features)
+        totals = size.sum(axis=(1, 2), keepdims=True)
+        shares = np.divide(size, totals, out=np.zeros_like(size), where=totals > 0)
+        return shares.mean(axis=0).T
+
+    @property
+    def timesteps(self):
+        return self.values.shape[1]
+
+    def lag_of_step(self, step):
+        """The lag, counted back from the predicted step t, of input step `step` (from 0)."""
+        return self.timesteps - 1 - step + self.horizon
+
+    def step_of_lag(self, lag):
+        """The input step (counted from 0) at lag t−`lag`."""
+        return self.timesteps - 1 - lag + self.horizon
+
+    def meaning(self):
+        """What "t" is, in words."""
+        last = self.timesteps - 1
+        if self.horizon == 0:
+            where = f"the last input step (input step {last})"
+        else:
+            where = (f"the predicted step, {self.horizon} step{'s' if self.horizon > 1 else ''} after the "
+                     f"last input step (input step {last}, which is t-{self.horizon})")
+        return f"t is {where}; lag t-k is k steps before t; input steps are counted from 0"
 
     def per_lag(self):
-        """(lags, shares): the share of |attribution| at each lag (0 = last step): summed over
+        """(lags, shares), most recent first: lags counted back from the predicted step t
+        (horizon, horizon + 1, ...), and the share of |attribution| at each, summed over
         features, as a share of each sample's total, then averaged over the batch."""
-        size = np.abs(self.values)
-        size = size.sum(axis=2) if size.ndim == 3 else size  # (batch, timesteps)
-        totals = size.sum(axis=1, keepdims=True)
-        shares = np.divide(size, totals, out=np.zeros_like(size), where=totals > 0).mean(axis=0)
-        lags = np.arange(size.shape[1])
-        return lags, shares[::-1]
+        shares = self.per_feature_step().sum(axis=0)[::-1]  # most recent first
+        return self.horizon + np.arange(self.timesteps), shares
+
+    def per_feature(self):
+        """(features, shares): each input feature's share of |attribution|, summed over steps."""
+        shares = self.per_feature_step().sum(axis=1)
+        return np.arange(len(shares)), shares
+
+    def per_feature_lag(self):
+        """(features, lags, shares (features, lags)): the share of each feature at each lag, most
+        recent lag first; rows add up to per_feature(), columns to per_lag()."""
+        shares = self.per_feature_step()[:, ::-1]
+        return np.arange(shares.shape[0]), self.horizon + np.arange(self.timesteps), shares
 
     def table(self, rows=None):
-        """The per-lag shares as text, most recent step first."""
+        """The per-lag shares as text, most recent step first, with what "t" is."""
         lags, shares = self.per_lag()
         rows = len(lags) if rows is None else min(rows, len(lags))
-        lines = [f"{'lag':>5} {'step':>6} {'share':>7}  ({self.method}, over {self.values.shape[0]} samples)"]
-        timesteps = len(lags)
+        lines = [self.meaning(),
+                 f"{'lag':>5} {'input step':>10} {'share':>7}  ({self.method}, over {self.values.shape[0]} samples)"]
         for lag, share in zip(lags[:rows], shares[:rows]):
-            lines.append(f"{'t' if lag == 0 else f't-{lag}':>5} {timesteps - 1 - lag:>6} {share:>7.1%}  "
-                         + "#" * int(round(share * 40)))
+            bar = "#" * int(round(share * 40))
+            lines.append(f"{_lag_name(lag):>5} {self.step_of_lag(lag):>10} {share:>7.1%}  {bar}".rstrip())
+        top = int(np.argmax(shares))
+        lines.append(f"largest: {_lag_name(lags[top])} (input step {self.step_of_lag(lags[top])}), "
+                     f"{shares[top]:.1%} of |attribution|")
         if self.completeness_error is not None:
             lines.append(f"completeness: attributions sum to f(x) - f(baseline) within {self.completeness_error:.2g}")
+        return "\n".join(lines)
+
+    def feature_table(self, lags=8, features=20):
+        """Each input feature's share, and its share at each of the `lags` most recent lags."""
+        names, lag_values, shares = self.per_feature_lag()
+        totals = shares.sum(axis=1)
+        shown = lag_values[:lags]
+        lines = [f"{'feature':>7} {'share':>7}  " + " ".join(f"{_lag_name(lag):>6}" for lag in shown)
+                 + ("  ..." if len(lag_values) > len(shown) else "")]
+        for feature in names[:features]:
+            lines.append(f"{feature:>7} {totals[feature]:>7.1%}  "
+                         + " ".join(f"{v:>6.1%}" for v in shares[feature, : len(shown)]))
+        if len(names) > features:
+            lines.append(f"({len(names) - features} more features not shown)")
         return "\n".join(lines)
 
     def __str__(self):
         return self.table()
 
 
-def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseline=None, window=1,
-              readout=None, mask=None, function=None):
+def _lag_name(lag):
+    return "t" if lag == 0 else f"t-{lag}"
+
+
+def attribute(target, x, unit=0, method="integrated_gradients", steps=None, baseline=None, window=None,
+              readout=None, mask=None, function=None, horizon=1):
     """Attribute one output of `target` (a reflstm.LSTM or reflstm.Model) to each cell of x.
 
     Args:
@@ -79,14 +147,18 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
         unit: the unit of the final hidden state (or of `readout`'s output, or of the model's
             output) whose value is explained.
         method: one of "gradient", "gradient_x_input", "integrated_gradients", "occlusion".
-        steps: integrated gradients' number of path points.
+        steps: integrated gradients' number of path points (64 by default; only for that method).
         baseline: x' for integrated gradients and occlusion, shaped like x; zeros by default.
-        window: occlusion's number of consecutive steps hidden at once.
+        window: occlusion's number of consecutive steps hidden at once (1 by default; only for
+            that method).
         readout: (kernel (units, outputs), bias (outputs,)) of a Dense layer reading h_T, so that
             the target is that layer's linear output `unit`.
         mask: (batch, timesteps) for an LSTM target.
         function: instead of `unit`, a function of the output y (the LSTM's h_T, or the model's
             first output) returning (values (batch,), their gradient with respect to y).
+        horizon: how many steps after the last input step the output predicts (1: the window
+            t−T … t−1 predicts t); 0 when the output describes the last input step itself. Only
+            the lag labels depend on it.
 
     Returns:
         An `Attribution`.
@@ -99,10 +171,22 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
     baseline = np.zeros_like(x) if baseline is None else np.asarray(baseline)
     if baseline.shape != x.shape:
         raise refuse("baseline", f"the shape of x {x.shape}", baseline)
-    if not isinstance(steps, int) or steps < 1:
+    if steps is not None and method != "integrated_gradients":
+        raise refuse("steps", "no steps with method " + repr(method) + " (path steps are for "
+                     "integrated_gradients)", repr(steps))
+    if window is not None and method != "occlusion":
+        raise refuse("window", "no window with method " + repr(method) + " (the window is "
+                     "occlusion's)", repr(window))
+    steps = 64 if steps is None else steps
+    window = 1 if window is None else window
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise refuse("steps", "a positive integer", repr(steps))
-    if not isinstance(window, int) or window < 1:
+    if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 1:
         raise refuse("window", "a positive integer", repr(window))
+    if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 0:
+        raise refuse("horizon", "a whole number of steps >= 0 (1: the step after the last input)",
+                     repr(horizon))
+    horizon = int(horizon)
 
     if function is not None and not callable(function):
         raise refuse("function", "a callable y -> (values, gradient)", type(function).__name__)
@@ -120,7 +204,7 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
 
     value = f.value(x)
     if method == "occlusion":
-        return _occlusion(f, x, baseline, window, value)
+        return _occlusion(f, x, baseline, window, value, horizon)
     if method == "integrated_gradients":
         alphas = (np.arange(steps) + 0.5) / steps  # midpoints of the path
         path = baseline[None] + alphas[:, None, None, None] * (x - baseline)[None]
@@ -129,10 +213,10 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=64, baseli
         base_value = f.value(baseline)
         delta = value - base_value
         error = float(np.max(np.abs(values.sum(axis=(1, 2)) - delta) / np.maximum(1, np.abs(delta))))
-        return Attribution(values, method, value, base_value, error)
+        return Attribution(values, method, value, base_value, error, horizon)
     grads = f.gradient(x)
     values = grads if method == "gradient" else x * grads
-    return Attribution(values, method, value, None, None)
+    return Attribution(values, method, value, None, None, horizon)
 
 
 class _LSTMTarget:
@@ -223,7 +307,7 @@ def _call(function, y):
     return values, gradient
 
 
-def _occlusion(f, x, baseline, window, value):
+def _occlusion(f, x, baseline, window, value, horizon):
     timesteps, features = x.shape[1], int(np.prod(x.shape[2:]))
     values = np.zeros(x.shape, np.result_type(x.dtype, np.float32))
     for start in range(0, timesteps, window):
@@ -232,7 +316,7 @@ def _occlusion(f, x, baseline, window, value):
         hidden[:, start:stop] = baseline[:, start:stop]
         delta = value - f.value(hidden)
         values[:, start:stop] = (delta / ((stop - start) * features)).reshape(-1, *[1] * (x.ndim - 1))
-    return Attribution(values, "occlusion", value, None, None)
+    return Attribution(values, "occlusion", value, None, None, horizon)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -253,9 +337,39 @@ class MemoryHorizon:
         return lags.mean(axis=0)
 
 
-def memory_horizon(lstm, x, mask=None, initial_state=None):
-    """The MemoryHorizon of `lstm` on x: products of forget gates from each step to the last."""
-    tr = lstm.trace(x, mask=mask, initial_state=initial_state)
+def memory_horizon(lstm, x, mask=None, initial_state=None, layer=None, direction="forward"):
+    """The MemoryHorizon of an LSTM on x: products of forget gates from each step to the last.
+
+    Args:
+        lstm: a `reflstm.LSTM`, or a `reflstm.Model` (such as `reflstm.load` returns): then the
+            LSTM is its layer `layer` (default: its first LSTM layer), run inside the model, with
+            the masks and initial states the model gives it.
+        x: (batch, timesteps, input_dim) for an LSTM; the model's input for a Model.
+        mask: (batch, timesteps), for an LSTM only.
+        initial_state: [h0, c0], each (batch, units), for an LSTM only.
+        layer: for a Model, the name of the LSTM layer.
+        direction: for a Bidirectional layer, "forward" or "backward".
+    """
+    if isinstance(lstm, LSTM):
+        if layer is not None:
+            raise refuse("layer", "None for an LSTM (layer names an LSTM inside a Model)", repr(layer))
+        tr = lstm.trace(x, mask=mask, initial_state=initial_state)
+    elif hasattr(lstm, "lstm_layers") and hasattr(lstm, "trace"):
+        if mask is not None or initial_state is not None:
+            raise refuse("mask / initial_state", "none with a Model (it makes its own)", "given with a Model")
+        names = list(lstm.lstm_layers)
+        if not names:
+            raise refuse("lstm", "a Model with an LSTM layer", "a Model without one")
+        name = names[0] if layer is None else layer
+        if name not in names:
+            raise refuse("layer", f"one of the model's LSTM layers {', '.join(names)}", repr(layer))
+        tr = lstm.trace(x)[name]
+        if hasattr(tr, "forward") and hasattr(tr, "backward"):  # a Bidirectional layer's two traces
+            if direction not in ("forward", "backward"):
+                raise refuse("direction", "'forward' or 'backward'", repr(direction))
+            tr = getattr(tr, direction)
+    else:
+        raise refuse("lstm", "a reflstm.LSTM or reflstm.Model", type(lstm).__name__)
     f = tr.f if tr.mask is None else np.where(tr.mask[..., None], tr.f, 1)
     # Product over steps s > t: a reversed cumulative product, shifted by one step.
     after = np.cumprod(f[:, ::-1], axis=1)[:, ::-1]  # Π_{s >= t} f_s

@@ -1,12 +1,15 @@
 """The reflstm command line: look inside a saved Keras model's LSTMs.
 
     reflstm inspect FILE
-    reflstm trace FILE --input X.npy [--layer NAME] --out TRACE.npz [--dtype float64]
-    reflstm verify FILE [--input X.npy]
-    reflstm explain FILE --layer NAME --step T [--sample B] [--input X.npy]
-    reflstm plot FILE --input X.npy --out gates.png [--layer NAME] [--sample B]
+    reflstm trace FILE --input X --out TRACE.npz|FOLDER/ [--layer NAME] [--dtype float64]
+    reflstm verify FILE [--input X]
+    reflstm explain FILE --layer NAME --step T [--sample B] [--input X]
+    reflstm plot FILE --input X --out gates.png [--layer NAME] [--sample B]
     reflstm diagnose ARRAYS.npz
-    reflstm attribute FILE --input X.npy [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
+    reflstm attribute FILE --input X [--horizon H] [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
+
+An input X is a .npy file, an .npz holding one array, or a .csv file (CSV_LAYOUT says how its
+rows are laid out).
 
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
 model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix, 3 for an
@@ -21,6 +24,7 @@ import tempfile
 
 import numpy as np
 
+from reflstm import __version__
 from reflstm.equations import GATES, gate_slice
 from reflstm.errors import ReflstmError, refuse
 from reflstm.files import load
@@ -31,6 +35,12 @@ QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")
 VERIFY_TOLERANCE = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
 # trace: samples per chunk, so memory stays bounded and a progress bar can move.
 TRACE_CHUNK = 64
+# How a CSV input is laid out; the help and the README say the same.
+CSV_LAYOUT = ("one row per sample and step (sample 0's steps in order, then sample 1's, ...), one "
+              "column per feature, an optional header; or, with header columns 'sample' and 'step', "
+              "rows in any order (samples in order of their number); for a model reading token ids "
+              "(batch, timesteps), one row per sample and one column per step")
+INPUT_HELP = "X.npy, an .npz holding one array, or X.csv, shaped as the model's input"
 
 
 def main(argv=None):
@@ -60,65 +70,84 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
-    parser = _Parser(prog="reflstm", description="Look inside a Keras model's LSTMs.")
+    parser = _Parser(
+        prog="reflstm", description="Look inside a Keras model's LSTMs.",
+        epilog=f"Inputs (--input) are {INPUT_HELP}. CSV layout: {CSV_LAYOUT}. Steps are counted from 0.")
+    parser.add_argument("--version", action="version", version=f"reflstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="layers, and each LSTM's gate blocks and weight statistics")
-    inspect.add_argument("file")
+    inspect.add_argument("file", help="the model: a .keras archive or an .h5 file")
     inspect.set_defaults(run=inspect_command)
 
-    trace = commands.add_parser("trace", help="every step's i, f, c~, o, C, h of each LSTM, to .npz")
-    trace.add_argument("file")
-    trace.add_argument("--input", required=True, help="X.npy, shaped as the model's input")
+    trace = commands.add_parser("trace", help="every step's i, f, c~, o, C, h of each LSTM, to .npz or CSV files")
+    trace.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    trace.add_argument("--input", required=True, help=INPUT_HELP)
     trace.add_argument("--layer", help="only this LSTM layer")
-    trace.add_argument("--out", required=True, help="TRACE.npz to write")
+    trace.add_argument("--out", required=True,
+                       help="TRACE.npz to write (keys 'layer/quantity'), or a FOLDER/ (ending in '/', or "
+                       "with --format csv) for one CSV file per layer and quantity, "
+                       "columns sample, step, unit_0, unit_1, ...")
+    trace.add_argument("--format", choices=["npz", "csv"],
+                       help="npz (default), or csv: a folder of CSV files (default when --out ends in '/')")
     trace.add_argument("--dtype", choices=["float32", "float64"], help="compute in this dtype")
     trace.add_argument("--chunk", type=int, default=TRACE_CHUNK,
                        help=f"samples traced at a time (default {TRACE_CHUNK}); memory is one chunk's trace")
     trace.set_defaults(run=trace_command)
 
     verify = commands.add_parser("verify", help="compare with Keras, layer by layer (needs Keras)")
-    verify.add_argument("file")
-    verify.add_argument("--input", help="X.npy (default: random input of the model's shape)")
+    verify.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    verify.add_argument("--input", help=f"{INPUT_HELP} (default: random input of the model's shape)")
     verify.set_defaults(run=verify_command)
 
     explain = commands.add_parser("explain", help="one time step's arithmetic, with the real numbers")
-    explain.add_argument("file")
-    explain.add_argument("--layer", required=True)
+    explain.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    explain.add_argument("--layer", required=True, help="the LSTM layer's name (see inspect)")
     explain.add_argument("--step", type=int, required=True, help="counted from 0, in processing order")
-    explain.add_argument("--sample", type=int, default=0)
-    explain.add_argument("--input", help="X.npy (default: random input of the model's shape)")
+    explain.add_argument("--sample", type=int, default=0, help="which sample of the input, from 0 (default 0)")
+    explain.add_argument("--input", help=f"{INPUT_HELP} (default: random input of the model's shape)")
     explain.add_argument("--units", type=int, default=4, help="how many units to show (default 4)")
     explain.add_argument("--direction", choices=["forward", "backward"],
                          help="for a Bidirectional layer (default forward)")
     explain.set_defaults(run=explain_command)
 
     plot = commands.add_parser("plot", help="heatmaps of gates and states over time, as PNG")
-    plot.add_argument("file")
-    plot.add_argument("--input", required=True)
+    plot.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    plot.add_argument("--input", required=True, help=INPUT_HELP)
     plot.add_argument("--out", required=True, help="gates.png to write")
     plot.add_argument("--layer", help="the LSTM layer (default: the first)")
-    plot.add_argument("--sample", type=int, default=0)
+    plot.add_argument("--sample", type=int, default=0, help="which sample of the input, from 0 (default 0)")
     plot.set_defaults(run=plot_command)
 
     diagnose = commands.add_parser("diagnose", help="which extraction mistake explains the output?")
     diagnose.add_argument("arrays", help="ARRAYS.npz with kernel, recurrent_kernel, [bias], x, expected")
     diagnose.set_defaults(run=diagnose_command)
 
-    attribute = commands.add_parser("attribute", help="how much each input step matters for the output")
-    attribute.add_argument("file")
-    attribute.add_argument("--input", required=True)
+    attribute = commands.add_parser(
+        "attribute", help="how much each input step (lag t-1, t-2, ...) and feature matters for the output",
+        description="Attribute the model's output to each input step and feature. Lags are counted back "
+        "from the predicted step t, which is --horizon steps after the last input step: with the "
+        "default 1 the last input step is t-1, as for a model that reads t-5 ... t-1 and predicts t.")
+    attribute.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    attribute.add_argument("--input", required=True, help=INPUT_HELP)
+    attribute.add_argument("--horizon", type=int, default=1,
+                           help="the predicted step t is this many steps after the last input step "
+                           "(default 1: the last input step is t-1; 0: the output is about the last input step)")
     attribute.add_argument("--method", default="integrated_gradients",
-                           choices=["gradient", "gradient_x_input", "integrated_gradients", "occlusion"])
+                           choices=["gradient", "gradient_x_input", "integrated_gradients", "occlusion"],
+                           help="attribution method (default integrated_gradients)")
     attribute.add_argument("--target", choices=["output", "layer"],
                            help="the model's output (default), or the final hidden state of --layer "
                            "(the default when --layer is given)")
     attribute.add_argument("--layer", help="the LSTM layer for --target layer (default: the first)")
     attribute.add_argument("--unit", type=int, default=0, help="which output / hidden unit")
-    attribute.add_argument("--steps", type=int, default=64, help="integrated gradients' path steps")
-    attribute.add_argument("--window", type=int, default=1, help="occlusion's window, in steps")
-    attribute.add_argument("--out", help="A.npz to write: attributions (batch, timesteps, features) and shares")
-    attribute.add_argument("--plot", help="P.png: attribution heatmap and per-lag bars")
+    attribute.add_argument("--steps", type=int, help="integrated gradients' path steps (default 64; "
+                           "only with that method)")
+    attribute.add_argument("--window", type=int, help="occlusion's window, in steps (default 1; only "
+                           "with --method occlusion)")
+    attribute.add_argument("--out", help="A.npz to write: attributions (batch, timesteps, features), "
+                           "shares per lag and per feature, and what t is")
+    attribute.add_argument("--plot", help="P.png: attribution heatmap, per-lag and per-feature bars (needs matplotlib)")
     attribute.set_defaults(run=attribute_command)
     return parser
 
@@ -129,13 +158,23 @@ def inspect_command(args):
     for name, shape in model.graph.input_shapes.items():
         print(f"  input {name!r}: shape {shape}")
     for name, layer in model.layers.items():
-        print(f"  layer {name!r}: {type(layer).__name__}")
+        print(f"  layer {name!r}: {_keras_class(layer)}")
     for name, layer in model.lstm_layers.items():
         for label, lstm in _directions(layer):
             print()
             print(f"LSTM {name!r}{label}: {lstm}")
             _print_gate_blocks(lstm)
     return 0
+
+
+def _keras_class(layer):
+    """The Keras class a layer stands for, as the user wrote it (not reflstm's internal class)."""
+    kind = type(layer).__name__
+    if kind == "LSTMLayer":
+        return "LSTM"
+    if kind == "Identity":
+        return "Dropout (the identity at inference)"
+    return getattr(layer, "kind", None) or kind
 
 
 def _directions(layer):
@@ -162,37 +201,90 @@ def _print_gate_blocks(lstm):
 
 
 def trace_command(args):
-    out = _writable(args.out, "--out", ".npz")
+    # CSV files when asked for by name: --format csv, or a folder path ending in "/". A bare
+    # existing directory is refused by _writable (it is not a file to write).
+    as_csv = args.format == "csv" or (args.format is None and args.out.endswith(("/", os.sep)))
+    out = _csv_folder(args.out) if as_csv else _writable(args.out, "--out", ".npz")
     model = load(args.file)
     if args.dtype:
         model = model.astype(args.dtype)
-    x = _read_input(args.input)
+    x = _read_input(args.input, model)
     names = _lstm_names(model, args.layer)
     if args.chunk < 1:
         raise refuse("--chunk", "a positive number of samples", str(args.chunk))
     total = x.shape[0]
     starts = range(0, total, args.chunk)
-    out_dir = os.path.dirname(os.path.abspath(out))
-    # Each chunk's trace goes straight into memory-mapped .npy files beside the output, then
-    # into the .npz: memory stays at one chunk's trace, however long the input.
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".reflstm-trace-") as scratch:
+    scratch_parent = os.path.dirname(os.path.abspath(out.rstrip("/" + os.sep)))
+    # Each chunk's trace goes straight into memory-mapped .npy files (or CSV files) beside the
+    # output, then into place: memory stays at one chunk's trace, however long the input, and
+    # nothing is left behind if a chunk fails.
+    with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".reflstm-trace-") as scratch:
         maps = {}
         for count, start in enumerate(starts, 1):
             traces = model.trace(x[start : start + args.chunk])
             for name in names:
                 for key, value in _arrays(name, traces[name]).items():
+                    if as_csv:
+                        _append_csv(scratch, key, value, start)
+                        maps[key] = value.shape[-1]
+                        continue
                     if key not in maps:
                         path = os.path.join(scratch, f"{len(maps)}.npy")
                         maps[key] = np.lib.format.open_memmap(
                             path, mode="w+", dtype=value.dtype, shape=(total,) + value.shape[1:])
                     maps[key][start : start + len(value)] = value
             _progress(count, len(starts))
-        with _output(out) as temporary:
-            np.savez(temporary, **maps)
+        if as_csv:
+            os.makedirs(out, exist_ok=True)
+            for key in maps:
+                os.replace(os.path.join(scratch, _csv_name(key)), os.path.join(out, _csv_name(key)))
+        else:
+            with _output(out) as temporary:
+                np.savez(temporary, **maps)
         del maps  # release the memory maps before the scratch folder goes
-    print(f"wrote {out}: arrays for {', '.join(names)}; "
-          f"each (batch, timesteps, units), keys 'layer/quantity'")
+    if as_csv:
+        print(f"wrote {out}: {len(_arrays_keys(model, names))} CSV files for {', '.join(names)}, named "
+              "layer_quantity.csv; columns sample, step (both from 0), unit_0, unit_1, ...; "
+              "one row per sample and step")
+    else:
+        print(f"wrote {out}: arrays for {', '.join(names)}; "
+              f"each (batch, timesteps, units), keys 'layer/quantity'")
     return 0
+
+
+def _csv_folder(path):
+    """A folder for trace's CSV files: it may exist already; its parent folder must."""
+    folder = path.rstrip("/" + os.sep) or path
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise refuse("--out", "a folder for CSV files (or a .npz path without --format csv)",
+                     f"{path!r}, which is a file")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(folder))):
+        raise refuse("--out", "a folder in an existing folder", f"{path!r}")
+    _can_create_in(folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder)),
+                   "--out", path)
+    return folder
+
+
+def _csv_name(key):
+    """'layer/quantity' (or 'layer/direction/quantity') as a file name: layer_quantity.csv."""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in key.replace("/", "_")) + ".csv"
+
+
+def _arrays_keys(model, names):
+    return [name for name in names for _ in _directions(model.lstm_layers[name]) for _ in QUANTITIES]
+
+
+def _append_csv(folder, key, value, start):
+    """Append (batch, timesteps, units) as rows sample, step, unit_0, ... to folder/_csv_name(key)."""
+    batch, timesteps, units = value.shape
+    path = os.path.join(folder, _csv_name(key))
+    sample, step = np.meshgrid(np.arange(start, start + batch), np.arange(timesteps), indexing="ij")
+    rows = np.column_stack([sample.ravel(), step.ravel(), value.reshape(-1, units)])  # (batch * timesteps, 2 + units)
+    digits = "%.17g" if value.dtype == np.float64 else "%.9g"  # enough to read back every bit
+    with open(path, "a") as file:
+        if start == 0:
+            file.write(",".join(["sample", "step"] + [f"unit_{u}" for u in range(units)]) + "\n")
+        np.savetxt(file, rows, fmt=["%d", "%d"] + [digits] * units, delimiter=",")
 
 
 def _arrays(name, trace):
@@ -227,13 +319,20 @@ def _lstm_names(model, layer):
     return [layer]
 
 
-def _read_input(path):
-    if not os.path.isfile(path):
-        raise refuse("--input", "an existing .npy file", f"{path!r}, which does not exist")
-    try:
-        x = np.load(path, allow_pickle=False)  # never unpickle: that could run code
-    except (ValueError, OSError, EOFError) as error:
-        raise refuse("--input", "a .npy array of numbers", f"{path!r} ({str(error)[:100]})") from None
+def _read_input(path, model=None):
+    """The input array from a .npy, a one-array .npz or a .csv (laid out by `model`'s input shape)."""
+    _existing_file(path, "--input", ".npy, .npz or .csv")
+    with open(path, "rb") as file:
+        magic = file.read(6)
+    if magic == b"\x93NUMPY":
+        x = _read_npy(path)
+    elif magic[:4] == b"PK\x03\x04":
+        x = _read_npz(path)
+    elif path.lower().endswith((".csv", ".txt")):
+        x = _read_csv(path, model)
+    else:
+        raise refuse("--input", "a .npy file, an .npz holding one array, or a .csv file",
+                     f"{path!r}, which is none of these (no NumPy header, and not named .csv)")
     if not isinstance(x, np.ndarray) or x.ndim < 2 or x.shape[0] == 0:
         raise refuse("--input", "an array (batch, timesteps, ...) with at least one sample",
                      f"{path!r}, of shape {getattr(x, 'shape', '?')}")
@@ -251,23 +350,149 @@ def _existing_file(path, option, kind):
         raise refuse(option, f"a {kind} file", f"{path!r}, which is not a regular file")
 
 
+def _read_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle: that could run code
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise refuse("--input", "a .npy array of numbers", f"{path!r}, an array of Python objects "
+                         "(never unpickled: that could run code)") from None
+        raise refuse("--input", "a .npy array of numbers", f"{path!r} ({str(error)[:100]})") from None
+    except (OSError, EOFError) as error:
+        raise refuse("--input", "a .npy array of numbers", f"{path!r} ({str(error)[:100]})") from None
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = list(arrays.keys())
+            if len(keys) != 1:
+                raise refuse("--input", "an .npz holding one array (the model's input)",
+                             f"{path!r}, holding {len(keys)} arrays: {', '.join(map(repr, keys[:10]))}")
+            return arrays[keys[0]]
+    except ReflstmError:
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise refuse("--input", "an .npz holding one array of numbers", f"{path!r}, an array of "
+                         "Python objects (never unpickled: that could run code)") from None
+        raise refuse("--input", "an .npz holding one array", f"{path!r} ({str(error)[:100]})") from None
+    except (OSError, EOFError, KeyError) as error:
+        raise refuse("--input", "an .npz holding one array", f"{path!r} ({str(error)[:100]})") from None
+
+
+def _read_csv(path, model):
+    """A CSV input, laid out as CSV_LAYOUT says, shaped by the model's one input shape."""
+    import csv
+
+    shapes = list(model.graph.input_shapes.values()) if model is not None else []
+    if len(shapes) != 1 or shapes[0] is None or len(shapes[0]) not in (2, 3):
+        raise refuse("--input", "a .npy or .npz file (a .csv is read for a model with one input of "
+                     "shape (batch, timesteps, features) or (batch, timesteps))", f"{path!r}")
+    shape = tuple(shapes[0])
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            rows = [(number, row) for number, row in enumerate(csv.reader(file), 1)
+                    if any(cell.strip() for cell in row)]
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise refuse("--input", "a text .csv file", f"{path!r} ({str(error)[:100]})") from None
+    header = None
+    if rows and not _numbers(rows[0][1]):
+        header = [cell.strip().lower() for cell in rows[0][1]]
+        rows = rows[1:]
+    if not rows:
+        raise refuse("--input", "a .csv with at least one row of numbers", f"{path!r}, which has none")
+    width = len(rows[0][1]) if header is None else len(header)
+    for number, row in rows:
+        if len(row) != width:
+            raise refuse("--input", f"a .csv whose rows all have {width} columns",
+                         f"{path!r}, whose line {number} has {len(row)}")
+        if not _numbers(row):
+            raise refuse("--input", "a .csv of numbers (no empty cells, no NA)",
+                         f"{path!r}, whose line {number} reads {','.join(row)[:60]!r}")
+    data = np.array([row for _, row in rows], dtype=np.float64)  # (rows, columns)
+    if header is not None and "sample" in header:
+        return _csv_by_sample(path, data, header, shape)
+    if len(shape) == 2:  # token ids: one row per sample, one column per step
+        if shape[1] is not None and width != shape[1]:
+            raise refuse("--input", f"a .csv with one row per sample and {shape[1]} columns (one per "
+                         "step)", f"{path!r}, with {width} columns")
+        return _ids_if_whole(data)
+    timesteps, features = shape[1], shape[2]
+    if features is not None and width != features:
+        raise refuse("--input", f"a .csv with {features} columns, one per feature, one row per sample "
+                     "and step", f"{path!r}, with {width} columns")
+    if timesteps is None:
+        raise refuse("--input", "a .csv with header columns 'sample' and 'step' (the model takes "
+                     "sequences of any length, so rows cannot be split into samples without them)",
+                     f"{path!r}, without a 'sample' column")
+    if len(data) % timesteps:
+        raise refuse("--input", f"a .csv with one row per sample and step: a multiple of {timesteps} "
+                     "rows (the model's timesteps)", f"{path!r}, with {len(data)} rows")
+    return data.reshape(len(data) // timesteps, timesteps, width)  # row-major: sample, then step
+
+
+def _csv_by_sample(path, data, header, shape):
+    """Rows grouped by the 'sample' column (in order of its values), sorted by 'step' if given."""
+    sample = header.index("sample")
+    step = header.index("step") if "step" in header else None
+    features = [k for k in range(len(header)) if k not in (sample, step)]
+    if len(shape) == 3 and shape[2] is not None and len(features) != shape[2]:
+        raise refuse("--input", f"a .csv with {shape[2]} feature columns beside 'sample' and 'step'",
+                     f"{path!r}, with {len(features)}")
+    blocks = []
+    for sample_id in np.unique(data[:, sample]):  # samples in order of their number
+        rows = data[data[:, sample] == sample_id]
+        if step is not None:
+            rows = rows[np.argsort(rows[:, step], kind="stable")]
+        blocks.append(rows[:, features])
+    lengths = {len(b) for b in blocks}
+    if len(lengths) != 1:
+        raise refuse("--input", "a .csv with the same number of steps for every sample",
+                     f"{path!r}, with {min(lengths)} to {max(lengths)} steps per sample")
+    if shape[1] is not None and lengths != {shape[1]}:
+        raise refuse("--input", f"{shape[1]} steps per sample (the model's timesteps)",
+                     f"{path!r}, with {lengths.pop()}")
+    x = np.stack(blocks)  # (samples, timesteps, features)
+    return _ids_if_whole(x[..., 0]) if len(shape) == 2 else x
+
+
+def _numbers(row):
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return all(cell.strip().lower() not in ("nan", "") for cell in row)
+
+
+def _ids_if_whole(data):
+    """Token ids read as numbers: integers when they are whole."""
+    return data.astype(np.int64) if np.all(np.mod(data, 1) == 0) else data
+
+
 def _writable(path, option, suffix=None):
     """`path` (with `suffix` added as NumPy will add it), checked before any work: not a
     directory, in an existing folder where a file can be created."""
     if suffix and not path.endswith(suffix):
         path += suffix
     if os.path.isdir(path):
-        raise refuse(option, "a file to write", f"{path!r}, which is a directory")
+        hint = " (for CSV files in it, end the path with / or add --format csv)" if option == "--out" else ""
+        raise refuse(option, "a file to write", f"{path!r}, which is a directory{hint}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise refuse(option, "a path in an existing folder", f"{path!r}")
-    try:  # the only sure test, also for root and read-only file systems: create a file there
+    _can_create_in(folder, option, path)
+    return path
+
+
+def _can_create_in(folder, option, path):
+    """The only sure test, also for root and read-only file systems: create a file there."""
+    try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as error:
         raise refuse(option, "a path in a folder where files can be written",
                      f"{path!r} ({error.strerror})") from None
-    return path
 
 
 def _plot_path(path, option):
@@ -332,7 +557,7 @@ def model_dtype(model):
 def verify_command(args):
     model = load(args.file)
     keras_model = _keras_model(args.file, model.keras_version)
-    x = _read_input(args.input) if args.input else _random_input(model)
+    x = _read_input(args.input, model) if args.input else _random_input(model)
     tolerance = VERIFY_TOLERANCE[model_dtype(model)]
     # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
     rows = [("model output", _as_list(keras_model(x, training=False)), _as_list(model.predict(x)))]
@@ -354,15 +579,12 @@ def verify_command(args):
 
 
 def _keras_model(path, keras_version):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from reflstm.keras_import import import_keras
+
     try:
-        if keras_version == 3:
-            import keras
-
-            return keras.saving.load_model(path, compile=False, safe_mode=True)
-        import tf_keras
-
-        return tf_keras.models.load_model(path, compile=False, safe_mode=True)
+        keras = import_keras(keras_version)
+        saving = keras.saving if keras_version == 3 else keras.models
+        return saving.load_model(path, compile=False, safe_mode=True)
     except ImportError as error:
         raise refuse("Keras", f"{'keras' if keras_version == 3 else 'tf_keras'} installed to verify "
                      "against (pip install 'reflstm[keras]')", f"{error.name} is not installed") from None
@@ -404,7 +626,7 @@ def explain_command(args):
         raise refuse("--units", "a positive number of units", str(args.units))
     model = load(args.file)
     source = args.input or "random input (no --input given)"
-    x = _read_input(args.input) if args.input else _random_input(model)
+    x = _read_input(args.input, model) if args.input else _random_input(model)
     trace, label = _layer_trace(model, args.layer, x, args.direction)
     batch, timesteps = trace.h.shape[:2]
     if not 0 <= args.step < timesteps:
@@ -437,7 +659,7 @@ def plot_command(args):
     _plot_path(args.out, "--out")
     plt, MaxNLocator = _pyplot()
     model = load(args.file)
-    x = _read_input(args.input)
+    x = _read_input(args.input, model)
     trace, label = _layer_trace(model, args.layer, x)
     if not 0 <= args.sample < trace.h.shape[0]:
         raise refuse("--sample", f"a sample in 0..{trace.h.shape[0] - 1}", str(args.sample))
@@ -494,10 +716,19 @@ def attribute_command(args):
     from reflstm.attribution import attribute
 
     out = _writable(args.out, "--out", ".npz") if args.out else None
-    if args.plot:
+    if args.plot:  # before any work: a missing matplotlib or a format it cannot write
         _plot_path(args.plot, "--plot")
+    if args.steps is not None and args.method != "integrated_gradients":
+        raise refuse("--steps", "--method integrated_gradients (path steps are its own)",
+                     f"--steps with --method {args.method}")
+    if args.window is not None and args.method != "occlusion":
+        raise refuse("--window", "--method occlusion (the window is its own)",
+                     f"--window with --method {args.method}")
+    if args.horizon < 0:
+        raise refuse("--horizon", "a whole number of steps >= 0 (1: the step after the last input)",
+                     str(args.horizon))
     model = load(args.file)
-    x = _read_input(args.input)
+    x = _read_input(args.input, model)
     args.target = args.target or ("layer" if args.layer else "output")
     if args.target == "output" and args.layer:
         raise refuse("--layer", "no layer with --target output (it explains the model's output)",
@@ -506,9 +737,13 @@ def attribute_command(args):
         target, what = model, f"model output {args.unit} (last step)"
     else:
         target, what = _lstm_target(model, args.layer), f"layer {args.layer or 'LSTM'!r} final hidden unit {args.unit}"
-    result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps, window=args.window)
+    result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps, window=args.window,
+                       horizon=args.horizon)
     print(f"{args.file}: attribution of {what} to each input step")
     print(result.table())
+    print()
+    print("share of |attribution| per input feature (summed over lags), and per feature and lag:")
+    print(result.feature_table())
     lstm = target if target is not model else _first_lstm_on_input(model)
     if lstm is not None:
         from reflstm.attribution import memory_horizon
@@ -518,9 +753,14 @@ def attribute_command(args):
               + " ".join(f"{v:.1f}" for v in half_life))
     if out:
         lags, shares = result.per_lag()
+        features, _, feature_lag = result.per_feature_lag()
         with _output(out) as temporary:
-            np.savez(temporary, attributions=result.values, lags=lags, shares=shares, target=result.target)
-        print(f"wrote {out}")
+                np.savez(temporary, attributions=result.values, lags=lags, input_steps=result.step_of_lag(lags),
+                     shares=shares, features=features, feature_shares=result.per_feature()[1],
+                     feature_lag_shares=feature_lag, target=result.target, horizon=np.int64(result.horizon),
+                     t=np.str_(result.meaning()))
+        print(f"wrote {out}: lags (from t), input_steps, shares; features, feature_shares, "
+              "feature_lag_shares (features, lags); attributions (batch, timesteps, features); t")
     if args.plot:
         _plot_attribution(result, args.plot, f"{os.path.basename(args.file)}: {what}, {args.method}")
         print(f"wrote {args.plot}")
@@ -553,21 +793,36 @@ def _first_lstm_on_input(model):
 
 def _plot_attribution(result, path, title):
     plt, MaxNLocator = _pyplot()
-    values = np.abs(result.values).mean(axis=0).T  # (features, timesteps): signs cancel over a batch
-    lags, shares = result.per_lag()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
-    image = left.imshow(values, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
-    left.set_xlabel("time step")
+    shares = result.per_feature_step() * 100  # (features, timesteps), input order
+    lags, lag_shares = result.per_lag()
+    features, feature_shares = result.per_feature()
+    timesteps = result.timesteps
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True,
+                                              gridspec_kw={"width_ratios": [3, 2, 1.3]})
+    image = left.imshow(shares, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+    ticks = np.unique(np.linspace(0, timesteps - 1, min(timesteps, 12)).round().astype(int))
+    left.set_xticks(ticks, [f"{s}\n{_lag_label(result.lag_of_step(s))}" for s in ticks])
+    left.set_xlabel("input step (from 0) and its lag")
     left.set_ylabel("input feature")
-    left.set_title("mean |attribution| over the batch")
-    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set_title("share of |attribution| (%) per feature and step")
     left.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(image, ax=left)
-    right.bar(lags, shares * 100)
-    right.set_xlabel("lag (steps before the last)")
-    right.set_ylabel("share of |attribution| (%)")
-    right.set_title("importance by lag")
-    right.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
+    middle.bar(np.arange(len(lags)), lag_shares * 100)
+    lag_ticks = np.unique(np.linspace(0, len(lags) - 1, min(len(lags), 12)).round().astype(int))
+    middle.set_xticks(lag_ticks, [_lag_label(lags[k]) for k in lag_ticks])
+    middle.set_xlabel("lag, counted back from the predicted step t")
+    middle.set_ylabel("share of |attribution| (%)")
+    middle.set_title("importance by lag")
+    right.barh(features, feature_shares * 100)
+    right.invert_yaxis()
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
+    right.set_xlabel("share (%)")
+    right.set_ylabel("input feature")
+    right.set_title("importance by feature")
+    fig.suptitle(f"{title}\n{result.meaning()}")
     with _output(path) as temporary:
         fig.savefig(temporary, dpi=100)
+
+
+def _lag_label(lag):
+    return "t" if lag == 0 else f"t-{lag}"

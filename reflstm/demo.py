@@ -20,11 +20,9 @@ BATCH, TIMESTEPS, INPUT_DIM, UNITS = 2, 6, 3, 4
 
 def build_keras_layer(keras_version, dtype, rng):
     """A Keras LSTM with distinct random weights per gate and a non-zero bias."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if keras_version == 3:
-        import keras
-    else:
-        import tf_keras as keras
+    from reflstm.keras_import import import_keras
+
+    keras = import_keras(keras_version)
     layer = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, dtype=dtype)
     layer.build((None, TIMESTEPS, INPUT_DIM))
     layer.set_weights(

@@ -5,7 +5,7 @@ import pytest
 
 import reflstm
 from keras_layers import call_keras, make_layer, random_weights
-from trained_models import LAG, lag_task, trained_lag_model
+from trained_models import LAG, TIMESTEPS as LAG_TIMESTEPS, lag_task, trained_lag_model
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 3, 7, 4, 5
 
@@ -129,7 +129,7 @@ def lag_model():
 
 
 def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
-    """A Keras LSTM trained to output the input at t-3: every method puts t-3 first."""
+    """A Keras LSTM trained to predict step t from the input at t-2: every method puts t-2 first."""
     x, y = lag_task(64, seed=9)
     assert float(np.mean((lag_model.predict(x, verbose=0) - y) ** 2)) < 0.05  # it learned the task
     layer, dense = lag_model.get_layer("lstm"), lag_model.get_layer("readout")
@@ -146,7 +146,7 @@ def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
 
 
 def test_command_line(lag_model, tmp_path, capsys):
-    """reflstm attribute prints the per-lag table (t-3 first here), writes .npz and a PNG."""
+    """reflstm attribute prints the per-lag table (t-2 first here), writes .npz and a PNG."""
     from reflstm import cli
 
     path, x_path = tmp_path / "lag.keras", tmp_path / "x.npy"
@@ -155,14 +155,123 @@ def test_command_line(lag_model, tmp_path, capsys):
     out, png = tmp_path / "a.npz", tmp_path / "a.png"
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--out", str(out), "--plot", str(png)]) == 0
     text = capsys.readouterr().out
-    assert "t-3" in text and "completeness" in text and "half-life" in text
+    assert "completeness" in text and "half-life" in text
+    assert "t is the predicted step, 1 step after the last input step (input step 7, which is t-1)" in text
+    assert f"largest: t-{LAG} (input step {LAG_TIMESTEPS - LAG})" in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("t-")]
+    assert rows[0][:2] == ["t-1", str(LAG_TIMESTEPS - 1)] and rows[LAG - 1][:2] == [f"t-{LAG}", str(LAG_TIMESTEPS - LAG)]
+    feature_rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["0"], ["1"])]
+    assert float(feature_rows[0][1].rstrip("%")) > 80, text  # the task reads feature 0 only
     saved = np.load(out)
-    assert saved["lags"][np.argmax(saved["shares"])] == LAG
+    top = np.argmax(saved["shares"])
+    assert saved["lags"][top] == LAG and saved["input_steps"][top] == LAG_TIMESTEPS - LAG
+    assert "t is the predicted step" in str(saved["t"]) and int(saved["horizon"]) == 1
+    assert saved["feature_lag_shares"].shape == (2, LAG_TIMESTEPS) and np.argmax(saved["feature_shares"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
     for method in ("occlusion", "gradient"):
         assert cli.main(["attribute", str(path), "--input", str(x_path), "--method", method]) == 0
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--layer", "nope"]) == 2
     assert "--layer" in capsys.readouterr().err
+    assert cli.main(["attribute", str(path), "--input", str(x_path), "--horizon", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "3 steps after the last input step (input step 7, which is t-3)" in text
+    assert f"largest: t-{LAG + 2} (input step {LAG_TIMESTEPS - LAG})" in text
+
+
+def test_command_line_refuses_options_of_other_methods(lag_model, tmp_path, capsys):
+    """--window without occlusion, --steps without integrated gradients, a negative horizon: exit 2."""
+    from reflstm import cli
+
+    path, x_path = tmp_path / "lag.keras", tmp_path / "x.npy"
+    lag_model.save(path)
+    np.save(x_path, lag_task(4, seed=10)[0])
+    for extra, words in [(["--window", "2"], "--window"), (["--steps", "8", "--method", "occlusion"], "--steps"),
+                         (["--horizon", "-1"], "--horizon")]:
+        assert cli.main(["attribute", str(path), "--input", str(x_path), *extra]) == 2, extra
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and words in err, (extra, err)
+
+
+def test_plot_without_matplotlib_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """attribute --plot says matplotlib is missing before reading the model or printing a table."""
+    import sys
+
+    from reflstm import cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    png = tmp_path / "a.png"
+    code = cli.main(["attribute", str(tmp_path / "no-model.keras"), "--input", str(tmp_path / "none.npy"),
+                     "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.startswith("reflstm attribute: matplotlib:") and not png.exists()
+
+
+def test_lags_are_counted_from_the_predicted_step():
+    """Input step s of T is lag t-(T-1-s+H): the last input step is t-1 by default, t with horizon 0."""
+    ref, x = lstm(return_state=True), inputs()
+    a = reflstm.attribute(ref, x, method="gradient")
+    lags, shares = a.per_lag()
+    np.testing.assert_array_equal(lags, np.arange(1, TIMESTEPS + 1))
+    assert [a.step_of_lag(lag) for lag in (1, TIMESTEPS)] == [TIMESTEPS - 1, 0]
+    by_step = np.abs(a.values).sum(axis=2)  # (batch, timesteps)
+    np.testing.assert_allclose(shares, (by_step / by_step.sum(axis=1, keepdims=True)).mean(axis=0)[::-1])
+    now = reflstm.attribute(ref, x, method="gradient", horizon=0)
+    assert now.per_lag()[0][0] == 0 and now.table().splitlines()[2].split()[:2] == ["t", str(TIMESTEPS - 1)]
+    assert "t is the last input step" in now.table()
+    three = reflstm.attribute(ref, x, method="gradient", horizon=3)
+    assert three.table().splitlines()[2].split()[:2] == ["t-3", str(TIMESTEPS - 1)]
+    with pytest.raises(reflstm.ReflstmError, match="horizon"):
+        reflstm.attribute(ref, x, horizon=-1)
+
+
+def test_shares_per_feature_and_lag_add_up():
+    """per_feature_lag's rows add up to per_feature, its columns to per_lag, and all to 1."""
+    ref, x = lstm(return_state=True), inputs()
+    a = reflstm.attribute(ref, x, unit=1, method="gradient_x_input")
+    features, lags, shares = a.per_feature_lag()
+    assert shares.shape == (INPUT_DIM, TIMESTEPS) and list(features) == list(range(INPUT_DIM))
+    np.testing.assert_allclose(shares.sum(axis=1), a.per_feature()[1], rtol=1e-12)
+    np.testing.assert_allclose(shares.sum(axis=0), a.per_lag()[1], rtol=1e-12)
+    assert np.isclose(shares.sum(), 1.0)
+    size = np.abs(a.values)  # by hand, for feature 2 at the last input step (lag t-1)
+    by_hand = (size[:, -1, 2] / size.sum(axis=(1, 2))).mean()
+    np.testing.assert_allclose(shares[2, 0], by_hand, rtol=1e-12)
+    assert a.feature_table().splitlines()[0].split()[:4] == ["feature", "share", "t-1", "t-2"]
+
+
+def test_options_of_other_methods_are_refused():
+    """steps is integrated gradients' own, window occlusion's own: given elsewhere, refused."""
+    ref, x = lstm(), inputs()
+    with pytest.raises(reflstm.ReflstmError, match="window"):
+        reflstm.attribute(ref, x, window=2)
+    with pytest.raises(reflstm.ReflstmError, match="steps"):
+        reflstm.attribute(ref, x, method="occlusion", steps=8)
+    with pytest.raises(reflstm.ReflstmError, match="steps"):
+        reflstm.attribute(ref, x, steps=0)
+
+
+def test_memory_horizon_of_a_loaded_model(tmp_path):
+    """memory_horizon takes a loaded Model: forget gates computed from Keras's own h_t and weights."""
+    from keras_layers import keras_module
+
+    k = keras_module(3)
+    inp = k.Input((TIMESTEPS, INPUT_DIM), dtype="float64")
+    seq = k.layers.LSTM(UNITS, return_sequences=True, name="lstm", dtype="float64")(inp)
+    model = k.Model(inp, k.layers.Dense(1, name="readout", dtype="float64")(seq))
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    x = inputs()
+    h = np.asarray(k.Model(inp, seq)(x))  # Keras's h_t at every step
+    kernel, recurrent, bias = model.get_layer("lstm").get_weights()
+    f_columns = slice(UNITS, 2 * UNITS)
+    h_prev = np.concatenate([np.zeros((BATCH, 1, UNITS)), h[:, :-1]], axis=1)
+    f = 1 / (1 + np.exp(-(x @ kernel[:, f_columns] + h_prev @ recurrent[:, f_columns] + bias[f_columns])))
+    expected = np.concatenate([np.cumprod(f[:, :0:-1], axis=1)[:, ::-1], np.ones((BATCH, 1, UNITS))], axis=1)
+    horizon = reflstm.memory_horizon(reflstm.load(tmp_path / "m.keras"), x)
+    np.testing.assert_allclose(horizon.retention, expected, rtol=1e-10)
+    with pytest.raises(reflstm.ReflstmError, match="layer"):
+        reflstm.memory_horizon(reflstm.load(tmp_path / "m.keras"), x, layer="readout")
 
 
 def test_options_that_do_not_apply_are_refused():

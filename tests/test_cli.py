@@ -41,9 +41,10 @@ def test_inspect_names_layers_and_gate_columns(files, capsys):
     """inspect lists the layers, and for each LSTM which columns are i, f, c, o, with statistics."""
     code, out, _ = run(capsys, "inspect", files["stack"])
     assert code == 0
-    for expected in ("'encoder': LSTMLayer", "'second': LSTMLayer", "LSTM 'encoder'",
+    for expected in ("'encoder': LSTM\n", "'second': LSTM\n", "LSTM 'encoder'",
                      "i    0:5", "f    5:10", "c    10:15", "o    15:20", "recurrent_kernel"):
         assert expected in out, expected
+    assert "LSTMLayer" not in out and "Dropout (the identity at inference)" in out
     code, out, _ = run(capsys, "inspect", files["bi"])
     assert code == 0 and "LSTM 'bi' forward" in out and "LSTM 'bi' backward" in out
 
@@ -201,3 +202,93 @@ def test_single_input_model_takes_a_nested_list(files):
     model = reflstm.load(files["stack"])
     x = np.load(files["stack_x"])
     np.testing.assert_array_equal(model.predict(x.tolist()), model.predict(x))
+
+
+def test_version(capsys):
+    """reflstm --version prints the version."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"reflstm {reflstm.__version__}"
+
+
+def test_every_argument_has_help():
+    """Every option and positional argument of every command says what it is."""
+    import argparse
+
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+    assert ".npy" in cli.INPUT_HELP and ".csv" in cli.INPUT_HELP and ".npz" in cli.INPUT_HELP
+
+
+def write_csv(path, x, header=None):
+    rows = x.reshape(-1, x.shape[-1])  # one row per sample and step, sample-major
+    np.savetxt(path, rows, delimiter=",", fmt="%.9g", header=header or "", comments="")
+
+
+def test_inputs_from_csv_and_npz(files, capsys, tmp_path):
+    """--input takes a .csv (rows per sample and step, or 'sample'/'step' columns) and a one-array .npz."""
+    x = np.load(files["stack_x"])  # (4, 6, 3)
+    expected = reflstm.load(files["stack"]).trace(x)["encoder"].h
+    plain, named, shuffled, npz = (tmp_path / n for n in ("x.csv", "named.csv", "shuffled.csv", "x.npz"))
+    write_csv(plain, x)
+    write_csv(named, x, header="a,b,c")
+    sample, step = np.meshgrid(np.arange(4), np.arange(6), indexing="ij")
+    table = np.column_stack([x.reshape(-1, 3), step.ravel(), sample.ravel()])[::-1]  # any row order
+    np.savetxt(shuffled, table, delimiter=",", fmt="%.9g", header='"f0","f1","f2","step","sample"', comments="")
+    np.savez(npz, anything=x)
+    for source in (plain, named, shuffled, npz):
+        out = tmp_path / f"out_{source.name}.npz"
+        code, _, err = run(capsys, "trace", files["stack"], "--input", source, "--out", out, "--layer", "encoder")
+        assert code == 0, (source, err)
+        np.testing.assert_allclose(np.load(out)["encoder/h"], expected, rtol=1e-6, err_msg=str(source))
+
+
+def test_bad_inputs_say_what_was_expected(files, capsys, tmp_path):
+    """Wrong CSV layouts, several-array .npz and unknown formats: one line saying what was expected."""
+    x = np.load(files["stack_x"])
+    two = tmp_path / "two.npz"
+    np.savez(two, x=x, y=x)
+    wide, short, holes, unknown = (tmp_path / n for n in ("wide.csv", "short.csv", "holes.csv", "x.dat"))
+    write_csv(wide, np.zeros((4, 6, 5)))
+    write_csv(short, np.zeros((1, 5, 3)))
+    holes.write_text("1,2,3\n4,NA,6\n")
+    unknown.write_text("1,2,3\n")
+    cases = [
+        (two, "an .npz holding one array", "2 arrays: 'x', 'y'"),
+        (wide, "3 columns, one per feature", "with 5 columns"),
+        (short, "a multiple of 6 rows", "with 5 rows"),
+        (holes, "no empty cells, no NA", "line 2"),
+        (unknown, ".npy file, an .npz holding one array, or a .csv file", "none of these"),
+    ]
+    for path, expected, received in cases:
+        code, out, err = run(capsys, "trace", files["stack"], "--input", path, "--out", tmp_path / "t.npz")
+        assert code == 2 and err.count("\n") == 1 and expected in err and received in err, (path, err)
+        assert "allow_pickle" not in err and not (tmp_path / "t.npz").exists()
+
+
+def test_trace_to_a_folder_of_csv_files(files, capsys, tmp_path):
+    """trace --out FOLDER/ writes layer_quantity.csv files: sample, step, unit_0.. equal to the .npz."""
+    npz, folder = tmp_path / "t.npz", tmp_path / "csv"
+    assert run(capsys, "trace", files["bi"], "--input", files["bi_x"], "--out", npz, "--chunk", "3")[0] == 0
+    code, out, _ = run(capsys, "trace", files["bi"], "--input", files["bi_x"], "--out", f"{folder}/", "--chunk", "3")
+    assert code == 0 and "12 CSV files" in out
+    saved = np.load(npz)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"bi_{d}_{q}.csv" for d in ("forward", "backward") for q in ("i", "f", "c_tilde", "o", "c", "h"))
+    for key in saved:
+        path = folder / (key.replace("/", "_") + ".csv")
+        header = path.read_text().splitlines()[0]
+        table = np.loadtxt(path, delimiter=",", skiprows=1)
+        batch, timesteps, units = saved[key].shape
+        assert header == ",".join(["sample", "step"] + [f"unit_{u}" for u in range(units)])
+        np.testing.assert_array_equal(table[:, :2], [[b, t] for b in range(batch) for t in range(timesteps)])
+        np.testing.assert_array_equal(table[:, 2:].astype(saved[key].dtype), saved[key].reshape(-1, units))
+    existing = tmp_path / "existing"  # an existing folder needs no --format or slash
+    existing.mkdir()
+    assert run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", existing)[0] == 0
+    assert (existing / "encoder_c_tilde.csv").exists()
+    code, _, err = run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", npz, "--format", "csv")
+    assert code == 2 and "a folder for CSV files" in err

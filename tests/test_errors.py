@@ -88,6 +88,31 @@ def test_bad_options(options, argument):
         lstm(**options)
 
 
+KERAS1_ARRAYS = [np.ones(s) for _ in "icfo" for s in ((INPUT_DIM, UNITS), (UNITS, UNITS), (UNITS,))]
+KERNELS = (np.zeros((INPUT_DIM, 4 * UNITS)), np.zeros((UNITS, 4 * UNITS)), np.zeros(4 * UNITS))
+CONSTRUCTOR_ERRORS = {
+    "keras1_twelve_arrays": (KERAS1_ARRAYS, {}, "arrays", "from_keras1"),
+    "keras1_list_as_kernel": ((KERAS1_ARRAYS, *KERNELS[1:]), {}, "kernel", "from_keras1"),
+    "four_arrays": ((*KERNELS, KERNELS[2]), {}, "arrays", "received 4 arrays"),
+    "kernel_only": (KERNELS[:1], {}, "recurrent_kernel", "received nothing"),
+    "dropout": (KERNELS, dict(dropout=0.2), "dropout", "only in training"),
+    "recurrent_dropout": (KERNELS, dict(recurrent_dropout=0.1), "recurrent_dropout", "only in training"),
+    "units": (KERNELS, dict(units=UNITS), "units", "kernel's shape"),
+    "use_bias": (KERNELS[:2], dict(use_bias=False), "use_bias", "bias=None"),
+    "misspelt_option": (KERNELS, dict(return_sequence=True), "return_sequence", "return_sequences"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONSTRUCTOR_ERRORS))
+def test_constructor_arguments(case):
+    """A wrong number of arrays or an option LSTM does not take is a ReflstmError naming it."""
+    arrays, options, argument, words = CONSTRUCTOR_ERRORS[case]
+    with pytest.raises(reflstm.ReflstmError) as error:
+        reflstm.LSTM(*arrays, **options)
+    message = str(error.value)
+    assert message.startswith(f"{argument}:") and words in message, message
+
+
 def test_stateful_batch_size_is_fixed():
     """A stateful LSTM refuses a batch of another size, as Keras does."""
     ref = lstm(stateful=True)
