@@ -204,7 +204,8 @@ def trace_command(args):
     # CSV files when asked for by name: --format csv, or a folder path ending in "/". A bare
     # existing directory is refused by _writable (it is not a file to write).
     as_csv = args.format == "csv" or (args.format is None and args.out.endswith(("/", os.sep)))
-    out = _csv_folder(args.out) if as_csv else _writable(args.out, "--out", ".npz")
+    out = _csv_folder(args.out) if as_csv else _writable(
+        args.out, "--out", ".npz", hint=" (for CSV files in it, end the path with / or add --format csv)")
     model = load(args.file)
     if args.dtype:
         model = model.astype(args.dtype)
@@ -470,14 +471,14 @@ def _ids_if_whole(data):
     return data.astype(np.int64) if np.all(np.mod(data, 1) == 0) else data
 
 
-def _writable(path, option, suffix=None):
+def _writable(path, option, suffix=None, hint=""):
     """`path` (with `suffix` added as NumPy will add it), checked before any work: not a
     directory, in an existing folder where a file can be created."""
+    for candidate in (path, path if not suffix or path.endswith(suffix) else path + suffix):
+        if os.path.isdir(candidate):
+            raise refuse(option, "a file to write", f"{candidate!r}, which is a directory{hint}")
     if suffix and not path.endswith(suffix):
         path += suffix
-    if os.path.isdir(path):
-        hint = " (for CSV files in it, end the path with / or add --format csv)" if option == "--out" else ""
-        raise refuse(option, "a file to write", f"{path!r}, which is a directory{hint}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise refuse(option, "a path in an existing folder", f"{path!r}")

@@ -286,9 +286,12 @@ def test_trace_to_a_folder_of_csv_files(files, capsys, tmp_path):
         assert header == ",".join(["sample", "step"] + [f"unit_{u}" for u in range(units)])
         np.testing.assert_array_equal(table[:, :2], [[b, t] for b in range(batch) for t in range(timesteps)])
         np.testing.assert_array_equal(table[:, 2:].astype(saved[key].dtype), saved[key].reshape(-1, units))
-    existing = tmp_path / "existing"  # an existing folder needs no --format or slash
+    existing = tmp_path / "existing"  # a bare existing folder is refused: .npz or CSV, say which
     existing.mkdir()
-    assert run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", existing)[0] == 0
+    code, out, err = run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", existing)
+    assert code == 2 and "directory" in err and "--format csv" in err and err.count("\n") == 1
+    assert not list(existing.iterdir()) and not list(tmp_path.glob("existing*.npz"))
+    assert run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", f"{existing}/")[0] == 0
     assert (existing / "encoder_c_tilde.csv").exists()
     code, _, err = run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", npz, "--format", "csv")
     assert code == 2 and "a folder for CSV files" in err
