@@ -46,10 +46,7 @@ class LSTM(Recurrent):
     STATES = ("h", "c")  # the order of initial_state, return_state and self.states
     GATE_FIELDS = ("i", "f", "c_tilde", "o")
 
-    def __new__(cls, *arrays, **options):
-        # Python would refuse wrong arguments with a bare TypeError; say what was meant instead.
-        _check_arguments(cls, arrays, options)
-        return super().__new__(cls)
+    KERAS1_HINT = "Keras 1's twelve per-gate arrays go to LSTM.from_keras1"
 
     def __init__(
         self,
@@ -246,44 +243,3 @@ class LSTM(Recurrent):
             c0=start[1],
             mask=mask,
         )
-
-
-# Keras LSTM options that reflstm has no argument for, and why.
-_NOT_ARGUMENTS = {
-    "units": "no units argument: units comes from kernel's shape (input_dim, 4 * units)",
-    "dropout": "no dropout: Keras applies it only in training, and reflstm is inference (leave it out)",
-    "recurrent_dropout": "no recurrent_dropout: Keras applies it only in training, and reflstm is "
-    "inference (leave it out)",
-    "use_bias": "no use_bias: pass bias=None for use_bias=False",
-    "time_major": "no time_major: pass x as (batch, timesteps, input_dim)",
-}
-
-
-def _check_arguments(cls, arrays, options):
-    """Refuse, as a ReflstmError naming the argument, what LSTM(...) cannot take."""
-    import inspect
-
-    parameters = inspect.signature(cls.__init__).parameters
-    positional = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
-    if len(arrays) > len(positional):
-        hint = (" (Keras 1's twelve per-gate arrays go to LSTM.from_keras1)" if len(arrays) == 12 else "")
-        raise refuse("arrays", f"kernel, recurrent_kernel and bias, as layer.get_weights() returns "
-                     f"them{hint}", f"{len(arrays)} arrays")
-    for name in options:
-        if name not in parameters or name == "self":
-            expected = _NOT_ARGUMENTS.get(name, "one of the options " + ", ".join(
-                n for n in parameters if n != "self"))
-            raise refuse(name, expected, f"{name}={describe(options[name])}")
-    given = dict(zip(positional, arrays), **options)
-    for name in ("kernel", "recurrent_kernel", "bias"):
-        if isinstance(given.get(name), (list, tuple)):
-            try:
-                np.asarray(given[name], dtype=float)
-            except (ValueError, TypeError):
-                raise refuse(name, "one array of numbers (Keras 1's list of per-gate arrays goes "
-                             "to LSTM.from_keras1)", f"a list of {len(given[name])} arrays of "
-                             "different shapes") from None
-    for name in ("kernel", "recurrent_kernel"):
-        if name not in given:
-            raise refuse(name, "an array (kernel (input_dim, 4 * units), recurrent_kernel "
-                         "(units, 4 * units))", "nothing")

@@ -56,6 +56,11 @@ class Recurrent:
 
     STATES = ("h",)
     GATE_FIELDS = ()
+    KERAS1_HINT = None  # where another form of the weights goes, named when it is passed here
+
+    def __new__(cls, *arrays, **options):
+        _check_arguments(cls, arrays, options)
+        return super().__new__(cls)
 
     def __call__(self, x, mask=None, initial_state=None):
         """What the Keras layer returns for ``layer(x, mask=mask, initial_state=initial_state)``.
@@ -282,3 +287,44 @@ def _weight(name, value, dtype=None):
         raise refuse(name, f"dtype {dtype}, the dtype of kernel", value)
     value.flags.writeable = False
     return value
+
+
+# Keras options that the recurrent layers have no argument for, and why.
+_NOT_ARGUMENTS = {
+    "units": "no units argument: units comes from kernel's shape (input_dim, gates * units)",
+    "dropout": "no dropout: Keras applies it only in training, and reflstm is inference (leave it out)",
+    "recurrent_dropout": "no recurrent_dropout: Keras applies it only in training, and reflstm is "
+    "inference (leave it out)",
+    "use_bias": "no use_bias: pass bias=None for use_bias=False",
+    "time_major": "no time_major: pass x as (batch, timesteps, input_dim)",
+}
+
+
+def _check_arguments(cls, arrays, options):
+    """Refuse, as a ReflstmError naming the argument, what LSTM(...), GRU(...) or SimpleRNN(...)
+    cannot take: Python would say it with a bare TypeError."""
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    positional = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
+    if len(arrays) > len(positional):
+        hint = f" ({cls.KERAS1_HINT})" if cls.KERAS1_HINT and len(arrays) == 12 else ""
+        raise refuse("arrays", f"kernel, recurrent_kernel and bias, as layer.get_weights() returns "
+                     f"them{hint}", f"{len(arrays)} arrays")
+    for name in options:
+        if name not in parameters or name == "self":
+            expected = _NOT_ARGUMENTS.get(name, "one of the options " + ", ".join(
+                n for n in parameters if n != "self"))
+            raise refuse(name, expected, f"{name}={describe(options[name])}")
+    given = dict(zip(positional, arrays), **options)
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        if isinstance(given.get(name), (list, tuple)):
+            try:
+                np.asarray(given[name], dtype=float)
+            except (ValueError, TypeError):
+                raise refuse(name, "one array of numbers" + (f" ({cls.KERAS1_HINT})" if cls.KERAS1_HINT
+                             else ""), f"a list of {len(given[name])} arrays of "
+                             "different shapes") from None
+    for name in ("kernel", "recurrent_kernel"):
+        if name not in given:
+            raise refuse(name, "an array, as layer.get_weights() returns it", "nothing")
