@@ -377,27 +377,31 @@ def _receive(fd, limits, where):
         if total > limits.max_weight_bytes:
             raise over_budget(where, "max_weight_bytes", limits.max_weight_bytes, total)
         if array.nbytes:
-            array.reshape(-1).view(np.uint8)[:] = np.frombuffer(
-                _read_exactly(fd, array.nbytes, deadline, limits, where), np.uint8)
+            _read_into(fd, memoryview(array.reshape(-1).view(np.uint8)), deadline, limits, where)
         arrays.append(array)
     return message["header"], arrays
 
 
 def _read_exactly(fd, count, deadline, limits, where):
-    pieces, left = [], count
-    while left:
+    buffer = bytearray(count)
+    _read_into(fd, memoryview(buffer), deadline, limits, where)
+    return bytes(buffer)
+
+
+def _read_into(fd, view, deadline, limits, where):
+    """Fill `view` from the pipe, straight into its memory, before the deadline."""
+    done = 0
+    while done < len(view):
         remaining = deadline - _now()
-        ready = select.select([fd], [], [], max(remaining, 0))[0] if remaining > 0 else []
+        ready = select.select([fd], [], [], remaining)[0] if remaining > 0 else []
         if not ready:
             raise refuse(where, f"a file read within {limits.max_seconds:g} s (raise "
                          "Limits.max_seconds to wait longer)", "one whose HDF5 reading did not end "
                          "(a damaged file can make libhdf5 loop)")
-        piece = os.read(fd, min(left, 4 * MiB))
-        if not piece:
+        count = os.readv(fd, [view[done : done + 4 * MiB]])
+        if not count:
             raise _ChildEnded()
-        pieces.append(piece)
-        left -= len(piece)
-    return b"".join(pieces)
+        done += count
 
 
 def _describe_end(status):
