@@ -242,7 +242,7 @@ def soft_link(clean, dest, secrets, layer, index=0):
     """Weight `index` of `layer` a SoftLink to a dataset of the right shape elsewhere in the file."""
 
     def make(f, path, old):
-        f.create_dataset("/elsewhere", data=secret_values(old.size).reshape(old.shape))
+        f.create_dataset("/elsewhere", data=old + 1)  # inside the file, so not a planted value
         f[path] = h5py.SoftLink("/elsewhere")
 
     return replace_weight(clean, dest, layer, index, make)

@@ -94,17 +94,18 @@ class Sandbox:
         self._stderr.seek(max(0, end - size))
         return self._stderr.read().decode("utf-8", "replace")
 
-    def load(self, path, *, limits=None, inputs=None, output_shapes=None, timeout=30.0,
+    def load(self, path, *, limits=None, inputs=None, output_shapes=None, batch=None, timeout=30.0,
              save_outputs=None):
         """What loading `path` (then predicting `inputs`, a list of .npy paths) does: a Result.
 
-        `limits` are reflstm.Limits fields; `output_shapes` the shapes predict must return;
-        `save_outputs` an .npz path where predict's outputs are written for the caller to compare.
+        `limits` are reflstm.Limits fields; `output_shapes` the shapes predict must return (or
+        `batch`, the leading size each output must have); `save_outputs` an .npz path where
+        predict's outputs are written for the caller to compare.
         """
         if self._process is None or self._process.poll() is not None:
             self._start()
         job = dict(path=os.fspath(path), limits=limits, inputs=[os.fspath(p) for p in inputs or []],
-                   output_shapes=output_shapes, timeout=timeout, save_outputs=save_outputs)
+                   output_shapes=output_shapes, batch=batch, timeout=timeout, save_outputs=save_outputs)
         self._stderr.seek(0)
         self._stderr.truncate()
         self._process.stdin.write((json.dumps(job) + "\n").encode())
@@ -162,6 +163,13 @@ def _holds_secret(model):
     return False
 
 
+def _weights_are_tame(model):
+    for array in _arrays(model, set()):
+        if array.dtype.kind == "f" and array.size and not (np.abs(array) < 1e6).all():
+            return False
+    return True
+
+
 def _run(job, reflstm):
     kwargs = {}
     if job["limits"] is not None and hasattr(reflstm, "Limits"):
@@ -193,8 +201,13 @@ def _run(job, reflstm):
     shapes = [list(o.shape) for o in outputs]
     if job["output_shapes"] is not None and shapes != [list(s) for s in job["output_shapes"]]:
         return dict(kind="bad_output", message=f"output shapes {shapes}, expected {job['output_shapes']}")
-    if not all(o.dtype.kind == "f" and np.isfinite(o).all() for o in outputs):
-        return dict(kind="bad_output", message=f"non-finite or non-float output ({[o.dtype.name for o in outputs]})")
+    if job["batch"] is not None and any(o.ndim == 0 or o.shape[0] != job["batch"] for o in outputs):
+        return dict(kind="bad_output", message=f"output shapes {shapes}, expected a batch of {job['batch']}")
+    if not all(o.dtype.kind == "f" for o in outputs):
+        return dict(kind="bad_output", message=f"non-float output ({[o.dtype.name for o in outputs]})")
+    if not all(np.isfinite(o).all() for o in outputs) and _weights_are_tame(model):
+        # Non-finite weights (a flipped exponent bit) may honestly give non-finite outputs.
+        return dict(kind="bad_output", message="non-finite output from finite weights")
     return dict(kind="loaded")
 
 
