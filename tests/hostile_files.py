@@ -363,7 +363,8 @@ def write_zip(dest, members):
     return Path(dest)
 
 
-def _members(clean):
+def zip_members(clean):
+    """The members of `clean`'s archive, each re-deflated as a Member whose headers can be edited."""
     return [deflated(name, data) for name, data in archive_members(clean.path).items()]
 
 
@@ -386,7 +387,7 @@ def zip_bomb(clean, dest, extra=1_300_000_000, honest=True):
             crc = zlib.crc32(zeros, crc)
     pieces.append(b"\x03\x00")  # an empty final block
     size = len(weights) + (extra // block) * block
-    members = [m for m in _members(clean) if m.name != "model.weights.h5"]
+    members = [m for m in zip_members(clean) if m.name != "model.weights.h5"]
     if honest:
         bomb = Member("model.weights.h5", b"".join(pieces), zipfile.ZIP_DEFLATED, crc, size)
     else:
@@ -403,7 +404,7 @@ def _full_flush(content):
 
 def member_flags(clean, dest, member, flags=0, method=None):
     """Member `member` with general-purpose `flags` (bit 0: encrypted) or a compression `method`."""
-    members = _members(clean)
+    members = zip_members(clean)
     for m in members:
         if m.name == member:
             m.flags |= flags
@@ -414,7 +415,7 @@ def member_flags(clean, dest, member, flags=0, method=None):
 
 def corrupt_stream(clean, dest, member, method):
     """Member `member` compressed with `method` (deflate or LZMA) and its stream then damaged."""
-    members = _members(clean)
+    members = zip_members(clean)
     for i, m in enumerate(members):
         if m.name != member:
             continue

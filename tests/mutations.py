@@ -76,7 +76,7 @@ def _bytes(rng, clean, dest, secrets):
 
 
 def _zip(rng, clean, dest, secrets):
-    members = H._members(clean)
+    members = H.zip_members(clean)
     target = members[rng.integers(len(members))]
     kind = ["drop", "duplicate", "rename", "method", "flags", "size_lie", "crc", "stored", "comment_garbage",
             "cut_central_directory"][rng.integers(10)]

@@ -172,6 +172,7 @@ def _weights_are_tame(model):
 
 def _run(job, reflstm):
     kwargs = {}
+    # Where reflstm has no Limits yet, the file is loaded without them: what that does is the test.
     if job["limits"] is not None and hasattr(reflstm, "Limits"):
         kwargs["limits"] = reflstm.Limits(**job["limits"])
     try:

@@ -50,7 +50,7 @@ def seeds(config):
 def test_mutated_files_load_or_are_refused(bases, tmp_path, request):
     """Every mutation (bytes, zip, HDF5 structure, JSON) either loads correctly or is refused."""
     cleans, secrets = bases
-    counts, kinds, failures = collections.Counter(), collections.Counter(), {}
+    counts, kinds, errors, failures = collections.Counter(), collections.Counter(), collections.Counter(), {}
     started = time.perf_counter()
     with Sandbox() as sandbox:
         for seed in seeds(request.config):
@@ -69,6 +69,8 @@ def test_mutated_files_load_or_are_refused(bases, tmp_path, request):
             if kind.split("@")[0] in OUTSIDE and result.kind in ("loaded", "refused_at_predict"):
                 result.kind, result.message = "secret", f"loaded although the file reaches outside ({result.kind})"
             counts[GROUPS[result.kind]] += 1
+            if result.error_type and result.kind not in ("refused", "refused_at_predict"):
+                errors[f"{result.error_type} ({result.kind})"] += 1
             kinds[kind.split("@")[0] + " -> " + result.kind] += 1
             if result.kind in FAILURES:
                 line = f"seed {seed} ({BASES[seed % len(BASES)]}, {kind}): {result}".replace("\n", " | ")
@@ -78,6 +80,9 @@ def test_mutated_files_load_or_are_refused(bases, tmp_path, request):
     print(f"\n{sum(counts.values())} mutations in {elapsed:.1f} s")
     for group, count in counts.most_common():
         print(f"  {count:6d}  {group}")
+    print("  exception types other than ReflstmError:")
+    for error, count in errors.most_common():
+        print(f"    {count:5d}  {error}")
     print("  by kind:")
     for kind, count in sorted(kinds.items()):
         print(f"    {count:5d}  {kind}")

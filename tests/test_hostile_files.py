@@ -10,9 +10,12 @@ import json
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+import reflstm
 
 import hostile_files as H
 from sandbox import Sandbox
@@ -70,6 +73,24 @@ def assert_refused(result, *words):
     assert result.kind == "refused", f"expected a ReflstmError at load, got {result}"
     for word in words:
         assert word.lower() in result.message.lower(), f"{word!r} not in {result.message!r}"
+
+
+# ---- the API ----------------------------------------------------------------------------------
+
+
+def test_limits_are_a_frozen_dataclass_with_the_documented_defaults():
+    """reflstm.Limits: named budgets with their defaults, frozen, passed to load as limits=."""
+    import dataclasses
+    import inspect
+
+    limits = reflstm.Limits()
+    assert dataclasses.is_dataclass(limits)
+    assert dataclasses.asdict(limits) == dict(max_weight_bytes=4 << 30, max_config_bytes=64 << 20,
+                                              max_json_depth=100, max_layers=10_000, max_seconds=120.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        limits.max_layers = 5
+    parameter = inspect.signature(reflstm.load).parameters["limits"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
 
 
 # ---- the clean files are fine ---------------------------------------------------------------
@@ -181,8 +202,7 @@ def test_huge_declared_dataset_under_a_low_address_space_cap(clean, tmp_path):
         f"try:\n    reflstm.load({str(path)!r})\n"
         "except reflstm.ReflstmError as e:\n    print('REFUSED', e)\n"
     )
-    env = {"OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",
-           "PYTHONPATH": str(H.Path(__file__).parent.parent)}
+    env = {"OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parent.parent)}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert run.stdout.startswith("REFUSED"), run.stdout + run.stderr[-1500:]
 
@@ -233,11 +253,10 @@ CHAINS = [("sequential", "keras3-keras"), ("sequential", "tf_keras-h5"), ("branc
 @pytest.mark.parametrize("count", [100, 1000])
 @pytest.mark.parametrize("name, origin", CHAINS)
 def test_chain_of_dropout_layers_loads_and_matches_keras(sandbox, clean, name, origin, count, dest, tmp_path):
-    """100 or 1,000 Dropout layers after an LSTM (identity at inference) load and predict Keras's numbers.
-
-    The 100-layer chain checks the file is built right (it runs today); 1,000 layers must not
-    recurse once per layer.
-    """
+    """100 or 1,000 Dropout layers after an LSTM load, and predict what Keras predicts."""
+    # Dropout is the identity at inference, so Keras's numbers for the clean model are the answer.
+    # The 100-layer chain proves the file is built right (it runs today); 1,000 layers must not
+    # make reflstm recurse once per layer.
     model = clean(name, origin)
     path = H.many_layers(model, dest, count=count)
     outputs = tmp_path / "out.npz"
@@ -283,11 +302,9 @@ def test_one_byte_inserted_h5_is_refused_within_max_seconds(sandbox, clean, tmp_
 
 
 def test_vlen_length_of_four_gigabytes_is_refused_under_a_cap(sandbox, clean, tmp_path):
-    """A byte inserted into model_config's string length (it then claims 4.28e9 bytes) is refused.
-
-    0xff lands 51 bytes after the attribute's name, in the high byte of the vlen length; unconfined,
-    H5Aread allocates and zero-fills 4 GB (10-20 s here) before failing, so it runs under the cap.
-    """
+    """A byte inserted into model_config's string length (it then claims 4.28e9 bytes) is refused."""
+    # 0xff lands 51 bytes after the attribute's name, in the high byte of the vlen length; unconfined,
+    # H5Aread allocates and zero-fills 4 GB (10-20 s here) before failing, so it runs under the cap.
     model = clean("sequential", "keras3-h5")
     data = model.path.read_bytes()
     name = data.index(b"model_config\x00")
@@ -389,8 +406,8 @@ MALFORMED = ["short", "unknown_layer", "node_index", "tensor_index", "not_a_list
 @pytest.mark.parametrize("origin", ALL)
 @pytest.mark.parametrize("kind", MALFORMED)
 def test_malformed_recorded_call_is_refused_at_load(sandbox, clean, origin, kind, dest):
-    """A recorded call (`args` / `keras_history`, or tf_keras's inbound node) that is malformed or
-    names a missing layer, node or tensor is refused at load, not at predict."""
+    """A malformed recorded call (`args`, `keras_history`, an inbound node) is refused at load."""
+    # Malformed, or naming a layer, node or tensor that does not exist: found at load, not predict.
     model = clean("branches", origin)
     assert_refused(load(sandbox, H.malformed_call(model, dest, kind), model))
 
