@@ -604,3 +604,25 @@ def layer_config_is_list(clean, dest, class_name):
 
     return with_config(clean, dest, edit)
 
+
+
+def resized_rnn(clean, dest, class_name, units, inner="cell"):
+    """The first `class_name` layer given `units` units, config and weights agreeing with each other.
+
+    The layer is consistent in itself; only the layers it meets (a merge that adds it to a
+    layer of the old width) disagree with it.
+    """
+    config = json.loads(json.dumps(clean.config))
+    layer = layers_of(config, class_name)[0]["config"]
+    (layer[inner]["config"] if inner in layer else layer)["units"] = units
+    staged = Path(dest).with_name("staged-" + Path(dest).name)
+    with_config_text(clean, staged, json.dumps(config))
+    rng = np.random.default_rng(0)
+    with weights_file(dataclasses.replace(clean, path=staged), dest) as f:
+        kernel, recurrent, bias = weight_paths(f, clean.fmt, layer["name"])
+        input_dim = f[kernel].shape[0]
+        for path, shape in ((kernel, (input_dim, 4 * units)), (recurrent, (units, 4 * units)), (bias, (4 * units,))):
+            del f[path]
+            f.create_dataset(path, data=rng.normal(0, 0.5, shape).astype("f4"))
+    staged.unlink()
+    return Path(dest)

@@ -457,6 +457,14 @@ def test_weight_on_a_weightless_layer_is_refused(sandbox, clean, origin, dest):
     assert_refused(load(sandbox, H.extra_weight_on_weightless_layer(model, dest, layer), model), layer)
 
 
+@pytest.mark.parametrize("origin", ALL)
+def test_merge_of_layers_of_different_widths_is_refused(sandbox, clean, origin, dest):
+    """Add of a 4-unit LSTM and a 3-unit RNN (each consistent in itself) is a ReflstmError, at load or predict."""
+    model = clean("branches", origin)
+    result = load(sandbox, H.resized_rnn(model, dest, "RNN", units=3), model)
+    assert result.kind in ("refused", "refused_at_predict"), f"expected a ReflstmError, got {result}"
+
+
 BOOLEANS = [("LSTM", 1, "return_sequences", "false"), ("LSTM", 1, "go_backwards", "false"),
             ("LSTM", 0, "return_sequences", 0)]
 
