@@ -177,7 +177,7 @@ def _dataset(rng, f, name, old, kind, secrets, datasets):
             layout[...] = h5py.VirtualSource(str(secrets.root / "absent.h5"), "/x", shape=shape)
         f.create_virtual_dataset(name, layout, fillvalue=0)
     elif kind == "huge":
-        big = (int(rng.integers(1, 5)) * 1_000_000_000,) + shape[1:]
+        big = (int(rng.integers(2, 6)) * 1_000_000_000,) + shape[1:]  # 8 GB or more of float32
         f.create_dataset(name, shape=big, dtype="<f4", chunks=(1 << 14,) + shape[1:])
     else:  # delete
         pass

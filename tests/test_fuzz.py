@@ -28,6 +28,9 @@ OUTSIDE = ("h5:external_storage", "h5:external_link", "h5:virtual", "h5:virtual_
 BASES = [("sequential", "keras3-keras"), ("branches", "keras3-keras"), ("embedding", "keras3-h5"),
          ("branches", "tf_keras-h5")]
 TIMEOUT = 10.0  # seconds per load; clean files load in well under one
+# Budgets below the worker's 1 GiB cap, and a time bound below TIMEOUT: where reflstm enforces
+# them, a file over budget is refused before it can blow the cap or the timeout.
+LIMITS = dict(max_weight_bytes=200_000_000, max_seconds=3.0)
 GROUPS = {"loaded": "correct load", "refused_at_predict": "correct load", "refused": "ReflstmError",
           "error": "other exception type", "error_at_predict": "other exception type",
           "bad_output": "wrong output", "hang": "hang", "memory": "memory blow-up", "crash": "crash",
@@ -65,7 +68,8 @@ def test_mutated_files_load_or_are_refused(bases, tmp_path, request):
             # JSON mutations may make another valid model (return_sequences flipped): then only
             # the batch is fixed, not the output shape.
             shapes = None if kind.startswith("json") else clean.output_shapes
-            result = sandbox.load(dest, inputs=clean.inputs, output_shapes=shapes, batch=4, timeout=TIMEOUT)
+            result = sandbox.load(dest, limits=LIMITS, inputs=clean.inputs, output_shapes=shapes, batch=4,
+                                  timeout=TIMEOUT)
             if kind.split("@")[0] in OUTSIDE and result.kind in ("loaded", "refused_at_predict"):
                 result.kind, result.message = "secret", f"loaded although the file reaches outside ({result.kind})"
             counts[GROUPS[result.kind]] += 1
