@@ -294,15 +294,17 @@ class RecurrentLayer:
         """The Keras class the layer stands for: "LSTM", "GRU" or "SimpleRNN"."""
         return type(self.cell).__name__
 
-    def __call__(self, inputs, masks, traces=None):
+    def __call__(self, inputs, masks, traces=None, use_mask=True):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
         x, *state = inputs
         state = state or None
+        mask = masks[0] if use_mask else None
         if traces is not None:
-            trace = self.cell.trace(x, mask=masks[0], initial_state=state)
+            trace = self.cell.trace(x, mask=mask, initial_state=state)
             traces[self.name] = trace
             outputs = self.outputs_from_trace(trace)
         else:
-            outputs = _as_list(self.cell(x, mask=masks[0], initial_state=state))
+            outputs = _as_list(self.cell(x, mask=mask, initial_state=state))
         output_mask = masks[0] if self.cell.return_sequences else None
         return outputs, [output_mask] + [None] * (len(outputs) - 1)
 
@@ -373,20 +375,22 @@ class Bidirectional:
     def kind(self):
         return "Bidirectional"
 
-    def __call__(self, inputs, masks, traces=None):
+    def __call__(self, inputs, masks, traces=None, use_mask=True):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
         x, *state = inputs
         forward_state, backward_state = _split_states(state)
+        step_mask = masks[0] if use_mask else None
         if traces is not None:
             trace = BidirectionalTrace(
-                forward=self.forward.trace(x, masks[0], forward_state),
-                backward=self.backward.trace(x, masks[0], backward_state),
+                forward=self.forward.trace(x, step_mask, forward_state),
+                backward=self.backward.trace(x, step_mask, backward_state),
             )
             traces[self.name] = trace
             outputs = self.outputs_from_trace(trace)
         else:
             outputs = self._merge(
-                self.forward(x, mask=masks[0], initial_state=forward_state),
-                self.backward(x, mask=masks[0], initial_state=backward_state),
+                self.forward(x, mask=step_mask, initial_state=forward_state),
+                self.backward(x, mask=step_mask, initial_state=backward_state),
             )
         mask = masks[0] if self.forward.return_sequences else None
         merged = 2 if self.merge_mode is None else 1

@@ -190,7 +190,15 @@ class Model:
             if isinstance(layer, Operation):
                 results[key] = ([layer(_fill(node.template, arrays))], [None])
             elif isinstance(layer, (RecurrentLayer, Bidirectional)):
-                results[key] = layer(arrays, masks, traces)
+                # keras/src/layers/layer.py __call__, "Populate mask argument(s)": Keras 3 fills in
+                # `mask` only for a call with one tensor argument, so a recurrent layer given an
+                # initial_state runs unmasked unless the call passed a mask itself; its output
+                # still carries the input's mask.
+                unmasked = (self.keras_version == 3 and len(arrays) > 1
+                            and node.mask is NO_MASK_ARGUMENT)
+                results[key] = layer(arrays, masks, traces, use_mask=not unmasked)
+                if unmasked:
+                    masks = [None] + masks[1:]  # as the backward pass must see the call
             else:
                 results[key] = layer(arrays, masks)
             if record is not None:
