@@ -544,7 +544,8 @@ def _recurrent(kind, name, config):
 def _recurrent_layer(kind):
     def builder(name, config, keras_version):
         shapes, build = _recurrent(kind, name, config)(name, config, keras_version)
-        return shapes, lambda arrays: L.RecurrentLayer(name, build(arrays))
+        keras_class = f"RNN({_nested(config, 'cell', tuple(_CELLS), name)[0]})" if kind == "RNN" else kind
+        return shapes, lambda arrays: L.RecurrentLayer(name, build(arrays), keras_class)
 
     return builder
 

@@ -284,6 +284,7 @@ class RecurrentLayer:
 
     name: str
     cell: Recurrent
+    keras_class: str = ""  # as the config names it, e.g. "RNN(GRUCell)"; "" for the cell's own class
 
     @property
     def lstm(self):
