@@ -55,8 +55,8 @@ def lstm_layer_outputs(keras_version, model, name, x):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_saved_model_matches_keras(name, keras_version, fmt, tmp_path):
     """predict, and every recurrent layer's outputs, equal Keras's, from the saved file."""
-    if keras_version == 3 and fmt == "h5" and name not in ("lstm_stack", "bidirectional_concat"):
-        pytest.skip("legacy .h5 from Keras 3: two models cover the format; the rest are in .keras")
+    if keras_version == 3 and fmt == "h5" and name not in ("lstm_stack", "bidirectional_concat", "gru_family"):
+        pytest.skip("legacy .h5 from Keras 3: three models cover the format; the rest are in .keras")
     dtype = "float32"
     model = build_model(name, keras_version, dtype)
     x = model_inputs(model)
