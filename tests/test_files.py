@@ -267,3 +267,14 @@ def test_wrong_input_shape_is_refused(tmp_path):
     ref = reflstm.load(save(model, tmp_path, 3, "keras"))
     with pytest.raises(reflstm.ReflstmError, match="input"):
         ref.predict(np.zeros((2, 6, 5), "float32"))
+
+
+def test_gru_weights_are_checked_against_the_config(tmp_path):
+    """A GRU bias of the other reset_after mode is refused by the shape its config predicts."""
+    model = build_model("gru_family", 3)
+    config = {"class_name": "Functional", "config": model.get_config()}
+    weights = {layer.name: layer.get_weights() for layer in model.layers}
+    kernel, recurrent_kernel, bias = weights["gru"]
+    weights["gru"] = [kernel, recurrent_kernel, bias[0]]  # (15,): a reset_after=False bias
+    with pytest.raises(reflstm.ReflstmError, match=r"'gru'.*shape \(2, 15\).*reset_after=True"):
+        reflstm.Model(config, weights, 3)
