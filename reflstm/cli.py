@@ -1,4 +1,4 @@
-"""The reflstm command line: look inside a saved Keras model's LSTMs.
+"""The reflstm command line: look inside a saved Keras model's LSTMs, GRUs and SimpleRNNs.
 
     reflstm inspect FILE
     reflstm trace FILE --input X --out TRACE.npz|FOLDER/ [--layer NAME] [--dtype float64]
@@ -25,12 +25,17 @@ import tempfile
 import numpy as np
 
 from reflstm import __version__
-from reflstm.equations import GATES, gate_slice
+from reflstm.equations import GATES, GRU_GATES, gate_slice
 from reflstm.errors import ReflstmError, refuse
 from reflstm.files import load
 from reflstm.layers import Bidirectional, BidirectionalTrace, _as_list
+from reflstm.trace import GRUTrace, SimpleRNNTrace
 
-QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")
+QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")  # an LSTM's, as trace writes them
+# Every recurrent layer's quantities, by its reflstm class.
+QUANTITIES_OF = {"LSTM": QUANTITIES, "GRU": ("z", "r", "h_tilde", "h"), "SimpleRNN": ("h",)}
+# Each layer's gate columns, in Keras's order ("h" for the SimpleRNN's one block).
+GATES_OF = {"LSTM": GATES, "GRU": GRU_GATES, "SimpleRNN": "h"}
 # verify: largest difference allowed, relative to max(1, |Keras's value|), per dtype.
 VERIFY_TOLERANCE = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-10}
 # trace: samples per chunk, so memory stays bounded and a progress bar can move.
@@ -71,19 +76,20 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     parser = _Parser(
-        prog="reflstm", description="Look inside a Keras model's LSTMs.",
+        prog="reflstm", description="Look inside a Keras model's LSTMs, GRUs and SimpleRNNs.",
         epilog=f"Inputs (--input) are {INPUT_HELP}. CSV layout: {CSV_LAYOUT}. Steps are counted from 0.")
     parser.add_argument("--version", action="version", version=f"reflstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    inspect = commands.add_parser("inspect", help="layers, and each LSTM's gate blocks and weight statistics")
+    inspect = commands.add_parser("inspect", help="layers, and each recurrent layer's gate blocks and weight statistics")
     inspect.add_argument("file", help="the model: a .keras archive or an .h5 file")
     inspect.set_defaults(run=inspect_command)
 
-    trace = commands.add_parser("trace", help="every step's i, f, c~, o, C, h of each LSTM, to .npz or CSV files")
+    trace = commands.add_parser("trace", help="every step's quantities of each recurrent layer (LSTM: i, f, c~, o, C, h; "
+                                   "GRU: z, r, h~, h; SimpleRNN: h), to .npz or CSV files")
     trace.add_argument("file", help="the model: a .keras archive or an .h5 file")
     trace.add_argument("--input", required=True, help=INPUT_HELP)
-    trace.add_argument("--layer", help="only this LSTM layer")
+    trace.add_argument("--layer", help="only this recurrent layer")
     trace.add_argument("--out", required=True,
                        help="TRACE.npz to write (keys 'layer/quantity'), or a FOLDER/ (ending in '/', or "
                        "with --format csv) for one CSV file per layer and quantity, "
@@ -102,7 +108,7 @@ def _parser():
 
     explain = commands.add_parser("explain", help="one time step's arithmetic, with the real numbers")
     explain.add_argument("file", help="the model: a .keras archive or an .h5 file")
-    explain.add_argument("--layer", required=True, help="the LSTM layer's name (see inspect)")
+    explain.add_argument("--layer", required=True, help="the recurrent layer's name (see inspect)")
     explain.add_argument("--step", type=int, required=True, help="counted from 0, in processing order")
     explain.add_argument("--sample", type=int, default=0, help="which sample of the input, from 0 (default 0)")
     explain.add_argument("--input", help=f"{INPUT_HELP} (default: random input of the model's shape)")
@@ -115,7 +121,7 @@ def _parser():
     plot.add_argument("file", help="the model: a .keras archive or an .h5 file")
     plot.add_argument("--input", required=True, help=INPUT_HELP)
     plot.add_argument("--out", required=True, help="gates.png to write")
-    plot.add_argument("--layer", help="the LSTM layer (default: the first)")
+    plot.add_argument("--layer", help="the recurrent layer (default: the first)")
     plot.add_argument("--sample", type=int, default=0, help="which sample of the input, from 0 (default 0)")
     plot.set_defaults(run=plot_command)
 
@@ -159,19 +165,19 @@ def inspect_command(args):
         print(f"  input {name!r}: shape {shape}")
     for name, layer in model.layers.items():
         print(f"  layer {name!r}: {_keras_class(layer)}")
-    for name, layer in model.lstm_layers.items():
-        for label, lstm in _directions(layer):
+    for name, layer in model.recurrent_layers.items():
+        for label, cell in _directions(layer):
             print()
-            print(f"LSTM {name!r}{label}: {lstm}")
-            _print_gate_blocks(lstm)
+            print(f"{type(cell).__name__} {name!r}{label}: {cell}")
+            _print_gate_blocks(cell)
     return 0
 
 
 def _keras_class(layer):
     """The Keras class a layer stands for, as the user wrote it (not reflstm's internal class)."""
     kind = type(layer).__name__
-    if kind == "LSTMLayer":
-        return "LSTM"
+    if getattr(layer, "keras_class", ""):
+        return layer.keras_class
     if kind == "Identity":
         return "Dropout (the identity at inference)"
     return getattr(layer, "kind", None) or kind
@@ -180,23 +186,27 @@ def _keras_class(layer):
 def _directions(layer):
     if isinstance(layer, Bidirectional):
         return [(" forward", layer.forward), (" backward", layer.backward)]
-    return [("", layer.lstm)]
+    return [("", layer.cell)]
 
 
-def _print_gate_blocks(lstm):
-    u = lstm.units
-    print(f"  kernel {lstm.kernel.shape}, recurrent_kernel {lstm.recurrent_kernel.shape}, "
-          f"bias {None if lstm.bias is None else lstm.bias.shape}; gate columns (order i, f, c, o):")
-    header = f"    {'gate':<4} {'columns':<10} {'weight':<17} {'mean':>9} {'std':>9} {'min':>9} {'max':>9}"
+def _print_gate_blocks(cell):
+    """Each gate's columns in kernel, recurrent_kernel and bias, with statistics; a GRU with
+    reset_after has two bias rows, the input bias b and the recurrent bias b'."""
+    u, gates = cell.units, GATES_OF[type(cell).__name__]
+    print(f"  kernel {cell.kernel.shape}, recurrent_kernel {cell.recurrent_kernel.shape}, "
+          f"bias {None if cell.bias is None else cell.bias.shape}; gate columns (order {', '.join(gates)}):")
+    header = f"    {'gate':<4} {'columns':<10} {'weight':<23} {'mean':>9} {'std':>9} {'min':>9} {'max':>9}"
     print(header)
-    for gate in GATES:
-        cols = gate_slice(gate, u)
-        for weight in ("W", "U", "b"):
-            block = getattr(lstm, f"{weight}_{gate}")
-            if block is None:
-                continue
-            label = {"W": "kernel", "U": "recurrent_kernel", "b": "bias"}[weight]
-            print(f"    {gate:<4} {f'{cols.start}:{cols.stop}':<10} {label:<17} {block.mean():>9.4f} "
+    two_rows = getattr(cell, "reset_after", False) and cell.bias is not None
+    for gate in gates:
+        cols = gate_slice(gate, u, gates) if len(gates) > 1 else slice(0, u)
+        blocks = [("kernel", cell.kernel[:, cols]), ("recurrent_kernel", cell.recurrent_kernel[:, cols])]
+        if two_rows:
+            blocks += [("bias (input, row 0)", cell.bias[0, cols]), ("bias (recurrent, row 1)", cell.bias[1, cols])]
+        elif cell.bias is not None:
+            blocks += [("bias", cell.bias[cols])]
+        for label, block in blocks:
+            print(f"    {gate:<4} {f'{cols.start}:{cols.stop}':<10} {label:<23} {block.mean():>9.4f} "
                   f"{block.std():>9.4f} {block.min():>9.4f} {block.max():>9.4f}")
 
 
@@ -272,7 +282,8 @@ def _csv_name(key):
 
 
 def _arrays_keys(model, names):
-    return [name for name in names for _ in _directions(model.lstm_layers[name]) for _ in QUANTITIES]
+    return [name for name in names for _, cell in _directions(model.recurrent_layers[name])
+            for _ in QUANTITIES_OF[type(cell).__name__]]
 
 
 def _append_csv(folder, key, value, start):
@@ -295,7 +306,16 @@ def _arrays(name, trace):
             for key, value in _arrays(f"{name}/{direction}", getattr(trace, direction)).items():
                 out[key] = value
         return out
-    return {f"{name}/{q}": np.ascontiguousarray(getattr(trace, q)) for q in QUANTITIES}
+    return {f"{name}/{q}": np.ascontiguousarray(getattr(trace, q)) for q in _quantities(trace)}
+
+
+def _quantities(trace):
+    """The quantities trace writes for one direction's trace, by its kind."""
+    if isinstance(trace, GRUTrace):
+        return QUANTITIES_OF["GRU"]
+    if isinstance(trace, SimpleRNNTrace):
+        return QUANTITIES_OF["SimpleRNN"]
+    return QUANTITIES
 
 
 def _progress(done, total):
@@ -310,13 +330,14 @@ def _progress(done, total):
 
 
 def _lstm_names(model, layer):
-    names = list(model.lstm_layers)
+    """The recurrent layers' names (LSTM, GRU, SimpleRNN, Bidirectional), or just `layer`."""
+    names = list(model.recurrent_layers)
     if not names:
-        raise refuse("FILE", "a model with an LSTM layer", "a model without one")
+        raise refuse("FILE", "a model with a recurrent layer (LSTM, GRU or SimpleRNN)", "a model without one")
     if layer is None:
         return names
     if layer not in names:
-        raise refuse("--layer", f"one of the LSTM layers {', '.join(names)}", repr(layer))
+        raise refuse("--layer", f"one of the recurrent layers {', '.join(names)}", repr(layer))
     return [layer]
 
 
@@ -551,7 +572,7 @@ def _embedding_after(model, input_name):
 
 
 def model_dtype(model):
-    lstms = [lstm for layer in model.lstm_layers.values() for _, lstm in _directions(layer)]
+    lstms = [cell for layer in model.recurrent_layers.values() for _, cell in _directions(layer)]
     return lstms[0].dtype if lstms else np.dtype("float32")
 
 
@@ -563,10 +584,10 @@ def verify_command(args):
     # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
     rows = [("model output", _as_list(keras_model(x, training=False)), _as_list(model.predict(x)))]
     traces = model.trace(x)
-    for name in model.lstm_layers:
+    for name, layer in model.recurrent_layers.items():
         keras_layer = keras_model.get_layer(name)
         outputs = _as_list(_intermediate(keras_model, keras_layer)(x, training=False))
-        ours = model.lstm_layers[name].outputs_from_trace(traces[name])
+        ours = layer.outputs_from_trace(traces[name])
         rows.append((f"layer {name!r} outputs", outputs, ours))
     worst = 0.0
     for label, theirs, ours in rows:
@@ -621,7 +642,7 @@ def _layer_trace(model, name, x, direction=None):
 
 
 def explain_command(args):
-    from reflstm.explain import step_table
+    from reflstm.explain import equations, step_table
 
     if args.units < 1:
         raise refuse("--units", "a positive number of units", str(args.units))
@@ -636,8 +657,7 @@ def explain_command(args):
         raise refuse("--sample", f"a sample in 0..{batch - 1}", str(args.sample))
     print(f"layer {label}, sample {args.sample}, step {args.step} of {timesteps} "
           f"(processing order), input: {source}")
-    print("z = x_t W + h_t-1 U + b;  i, f, o = sigma(z);  c~ = g(z);  C_t = f*C_t-1 + i*c~;  "
-          "h_t = o*g(C_t)")
+    print(equations(trace))
     print(step_table(trace, args.sample, args.step, units=args.units))
     return 0
 
@@ -664,10 +684,11 @@ def plot_command(args):
     trace, label = _layer_trace(model, args.layer, x)
     if not 0 <= args.sample < trace.h.shape[0]:
         raise refuse("--sample", f"a sample in 0..{trace.h.shape[0] - 1}", str(args.sample))
-    panels = [("i (input gate)", trace.i, (0, 1)), ("f (forget gate)", trace.f, (0, 1)),
-              ("c~ (candidate)", trace.c_tilde, None), ("o (output gate)", trace.o, (0, 1)),
-              ("C (cell state)", trace.c, None), ("h (hidden state)", trace.h, None)]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5), constrained_layout=True)
+    kind, panels = _panels(trace)
+    rows = (len(panels) + 2) // 3
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 3.25 * rows), constrained_layout=True, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
     for ax, (title, values, limits) in zip(axes.flat, panels):
         data = values[args.sample].T  # (units, timesteps)
         if limits is None:
@@ -688,11 +709,23 @@ def plot_command(args):
                 ax.axvspan(t - 0.5, t + 0.5, facecolor="none", edgecolor="0.4", hatch="//", lw=0)
         fig.colorbar(image, ax=ax)
     masked = "" if trace.mask is None else " (hatched: masked steps, state carried over)"
-    fig.suptitle(f"{os.path.basename(args.file)}: LSTM {label}, sample {args.sample}{masked}")
+    fig.suptitle(f"{os.path.basename(args.file)}: {kind} {label}, sample {args.sample}{masked}")
     with _output(args.out) as temporary:
         fig.savefig(temporary, dpi=100)
     print(f"wrote {args.out}")
     return 0
+
+
+def _panels(trace):
+    """The layer kind and its plot panels: (title, (batch, timesteps, units) values, color limits)."""
+    if isinstance(trace, GRUTrace):
+        return "GRU", [("z (update gate)", trace.z, (0, 1)), ("r (reset gate)", trace.r, (0, 1)),
+                       ("h~ (candidate)", trace.h_tilde, None), ("h (hidden state)", trace.h, None)]
+    if isinstance(trace, SimpleRNNTrace):
+        return "SimpleRNN", [("h (hidden state)", trace.h, None)]
+    return "LSTM", [("i (input gate)", trace.i, (0, 1)), ("f (forget gate)", trace.f, (0, 1)),
+                    ("c~ (candidate)", trace.c_tilde, None), ("o (output gate)", trace.o, (0, 1)),
+                    ("C (cell state)", trace.c, None), ("h (hidden state)", trace.h, None)]
 
 
 def diagnose_command(args):
@@ -774,6 +807,10 @@ def _lstm_target(model, layer_name):
 
     names = [n for n, l in model.lstm_layers.items() if isinstance(l, LSTMLayer)]
     name = layer_name or (names[0] if names else None)
+    other = model.recurrent_layers.get(name)
+    if name not in names and isinstance(other, LSTMLayer):
+        raise refuse("--layer", "an LSTM layer (attribution to a layer's state needs its backward "
+                     f"pass, not yet written for {other.kind})", f"{name!r}, a {other.kind} layer")
     if name not in names:
         raise refuse("--layer", f"one of the (non-Bidirectional) LSTM layers {', '.join(names) or '(none)'}",
                      repr(layer_name))

@@ -20,7 +20,9 @@ import numpy as np
 from reflstm import layers as L
 from reflstm.errors import refuse, shape_pattern
 from reflstm.fields import Fields, kind_of
+from reflstm.gru import GRU
 from reflstm.lstm import LSTM
+from reflstm.simple_rnn import SimpleRNN
 from reflstm.ops import OPERATIONS, Operation
 
 __all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "parse_model"]
@@ -383,7 +385,7 @@ def _layer_plan(entry, keras_version):
 
 
 # The config fields that decide a layer's weight shapes, named when a shape disagrees.
-_SHAPE_FIELDS = ("units", "use_bias", "input_dim", "output_dim")
+_SHAPE_FIELDS = ("units", "use_bias", "reset_after", "input_dim", "output_dim")
 
 
 def _refuse_custom(entry, kind, where):
@@ -467,18 +469,101 @@ def _lstm_layer(name, config, keras_version):
     return shapes, lambda arrays: L.LSTMLayer(name, build(arrays))
 
 
+def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+    """Shapes and builder of a GRU (or RNN(GRUCell)) config."""
+    cell = config
+    if "cell" in config:
+        _, cell = _nested(config, "cell", ("GRUCell",), name)
+    units = cell.int("units", minimum=1)
+    use_bias = cell.bool("use_bias", True)
+    # Keras 3's and tf_keras's GRU default to reset_after=True (only tf_keras's gru_v1 did not).
+    reset_after = cell.bool("reset_after", True)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask)
+    options.update(
+        activation=_activation(cell, "activation", "tanh", name),
+        recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
+        reset_after=reset_after,
+    )
+    # keras/src/layers/rnn/gru.py GRUCell.build: reset_after keeps an input and a recurrent bias.
+    bias_shape = (2, 3 * units) if reset_after else (3 * units,)
+    shapes = [(None, 3 * units), (units, 3 * units)] + ([bias_shape] if use_bias else [])
+
+    def build(arrays):
+        return GRU(arrays[0], arrays[1], arrays[2] if use_bias else None, **options)
+
+    return shapes, build
+
+
+def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+    """Shapes and builder of a SimpleRNN (or RNN(SimpleRNNCell)) config."""
+    cell = config
+    if "cell" in config:
+        _, cell = _nested(config, "cell", ("SimpleRNNCell",), name)
+    units = cell.int("units", minimum=1)
+    use_bias = cell.bool("use_bias", True)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask)
+    options.update(activation=_activation(cell, "activation", "tanh", name))
+    shapes = [(None, units), (units, units)] + ([(units,)] if use_bias else [])
+
+    def build(arrays):
+        return SimpleRNN(arrays[0], arrays[1], arrays[2] if use_bias else None, **options)
+
+    return shapes, build
+
+
+def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask):
+    """The options the shared loop takes, from a GRU's or SimpleRNN's config (as `_lstm` reads)."""
+    if config.bool("stateful"):
+        raise refuse(f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer "
+                     "with its class's from_keras)", "stateful=True")
+    if config.bool("time_major"):
+        raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
+    return dict(
+        return_sequences=config.bool("return_sequences"),
+        return_state=config.bool("return_state"),
+        go_backwards=config.bool("go_backwards") if go_backwards is None else go_backwards,
+        zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
+                              else zero_output_for_mask),
+        keras_version=keras_version,
+    )
+
+
+# The recurrent layers by Keras class, and RNN by the class of its cell.
+_RECURRENT = {"LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn}
+_CELLS = {"LSTMCell": _lstm, "GRUCell": _gru, "SimpleRNNCell": _simple_rnn}
+
+
+def _recurrent(kind, name, config):
+    """The shapes-and-builder function of a recurrent layer of class `kind`; RNN by its cell."""
+    if kind != "RNN":
+        return _RECURRENT[kind]
+    cell_kind, _ = _nested(config, "cell", tuple(_CELLS), name)
+    return _CELLS[cell_kind]
+
+
+def _recurrent_layer(kind):
+    def builder(name, config, keras_version):
+        shapes, build = _recurrent(kind, name, config)(name, config, keras_version)
+        keras_class = f"RNN({_nested(config, 'cell', tuple(_CELLS), name)[0]})" if kind == "RNN" else kind
+        return shapes, lambda arrays: L.RecurrentLayer(name, build(arrays), keras_class)
+
+    return builder
+
+
 def _bidirectional(name, config, keras_version):
-    _, forward_config = _nested(config, "layer", ("LSTM", "RNN"), name)
-    backward_config = forward_config
+    kinds = (*_RECURRENT, "RNN")
+    forward_kind, forward_config = _nested(config, "layer", kinds, name)
+    backward_kind, backward_config = forward_kind, forward_config
     if config.raw("backward_layer") is not None:
-        _, backward_config = _nested(config, "backward_layer", ("LSTM", "RNN"), name)
+        backward_kind, backward_config = _nested(config, "backward_layer", kinds, name)
     # keras bidirectional.py: both directions get zero_output_for_mask = return_sequences, and
     # the backward layer processes the steps in reverse.
     zero = forward_config.bool("return_sequences")
-    forward_shapes, forward = _lstm(name, forward_config, keras_version, zero_output_for_mask=zero)
+    forward_shapes, forward = _recurrent(forward_kind, name, forward_config)(
+        name, forward_config, keras_version, zero_output_for_mask=zero)
     going_back = not forward_config.bool("go_backwards")
-    backward_shapes, backward = _lstm(name, backward_config, keras_version, go_backwards=going_back,
-                                      zero_output_for_mask=zero)
+    backward_shapes, backward = _recurrent(backward_kind, name, backward_config)(
+        name, backward_config, keras_version, go_backwards=going_back, zero_output_for_mask=zero)
     merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
     half = len(forward_shapes)
 
@@ -524,7 +609,9 @@ def _no_weights(make):
 
 _BUILDERS = {
     "LSTM": _lstm_layer,
-    "RNN": _lstm_layer,
+    "GRU": _recurrent_layer("GRU"),
+    "SimpleRNN": _recurrent_layer("SimpleRNN"),
+    "RNN": _recurrent_layer("RNN"),
     "Bidirectional": _bidirectional,
     "Dense": _dense,
     "TimeDistributed": _time_distributed,

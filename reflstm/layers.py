@@ -1,9 +1,10 @@
-"""The Keras layers that surround LSTMs in a model, in NumPy, with Keras's mask rules.
+"""The Keras layers of a model in NumPy, recurrent (LSTM, GRU, SimpleRNN) and those around
+them, with Keras's mask rules.
 
 Each layer is called as ``layer(inputs, masks)`` with lists of arrays and of masks (None or
 (batch, timesteps) bool), and returns ``(outputs, masks)``, lists again: most layers have one of
-each, an LSTM with ``return_state`` three. How masks travel differs between Keras versions in
-places; each rule names the Keras source it follows.
+each, an LSTM with ``return_state`` three (a GRU or SimpleRNN two). How masks travel differs
+between Keras versions in places; each rule names the Keras source it follows.
 """
 
 import dataclasses
@@ -13,10 +14,11 @@ import numpy as np
 from reflstm import activations
 from reflstm.errors import refuse
 from reflstm.lstm import LSTM
+from reflstm.recurrent import Recurrent
 
 __all__ = [
     "Dense", "Embedding", "Masking", "Identity", "Activation", "Flatten", "RepeatVector",
-    "Concatenate", "Merge", "LSTMLayer", "Bidirectional", "BidirectionalTrace",
+    "Concatenate", "Merge", "RecurrentLayer", "LSTMLayer", "Bidirectional", "BidirectionalTrace",
 ]
 
 
@@ -273,32 +275,49 @@ class Merge:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LSTMLayer:
-    """A reflstm.LSTM in a model: extra inputs after the first are its initial state [h0, c0]."""
+class RecurrentLayer:
+    """A reflstm.LSTM, GRU or SimpleRNN in a model (also RNN around their cells): extra inputs
+    after the first are its initial states ([h0, c0] for the LSTM, [h0] for the others).
+
+    `cell` is the reflstm layer; `lstm` is the same object, the name older code reads.
+    """
 
     name: str
-    lstm: LSTM
+    cell: Recurrent
+    keras_class: str = ""  # as the config names it, e.g. "RNN(GRUCell)"; "" for the cell's own class
 
-    def __call__(self, inputs, masks, traces=None):
+    @property
+    def lstm(self):
+        return self.cell
+
+    @property
+    def kind(self):
+        """The Keras class the layer stands for: "LSTM", "GRU" or "SimpleRNN"."""
+        return type(self.cell).__name__
+
+    def __call__(self, inputs, masks, traces=None, use_mask=True):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
         x, *state = inputs
         state = state or None
+        mask = masks[0] if use_mask else None
         if traces is not None:
-            trace = self.lstm.trace(x, mask=masks[0], initial_state=state)
+            trace = self.cell.trace(x, mask=mask, initial_state=state)
             traces[self.name] = trace
             outputs = self.outputs_from_trace(trace)
         else:
-            outputs = _as_list(self.lstm(x, mask=masks[0], initial_state=state))
-        output_mask = masks[0] if self.lstm.return_sequences else None
+            outputs = _as_list(self.cell(x, mask=mask, initial_state=state))
+        output_mask = masks[0] if self.cell.return_sequences else None
         return outputs, [output_mask] + [None] * (len(outputs) - 1)
 
     def outputs_from_trace(self, trace):
-        """What the layer outputs (a list), read off its Trace."""
-        return _as_list(_outputs_from_trace(self.lstm, trace))
+        """What the layer outputs (a list), read off its trace."""
+        return _as_list(_outputs_from_trace(self.cell, trace))
 
     def vjp(self, inputs, masks, d_outputs):
         """[dx, (dh0, dc0)] from the gradients of [output, (h, c)] (None where none came)."""
+        _require_backward(self.name, self.cell)
         x, *state = inputs
-        lstm = self.lstm
+        lstm = self.cell
         batch, timesteps = x.shape[:2]
         shapes = [(batch, timesteps, lstm.units) if lstm.return_sequences else (batch, lstm.units)]
         shapes += [(batch, lstm.units)] * 2 if lstm.return_state else []
@@ -307,22 +326,32 @@ class LSTMLayer:
         return [g.x] + (list(g.initial_state) if state else [])
 
 
+LSTMLayer = RecurrentLayer  # the name before the GRU and SimpleRNN joined
+
+
+def _require_backward(name, cell):
+    """Only the LSTM has a backward pass so far: refuse the others by name."""
+    if not isinstance(cell, LSTM):
+        raise refuse(f"layer {name!r}", "LSTM layers for gradients (the backward pass of "
+                     f"{type(cell).__name__} is not available yet)", f"a {type(cell).__name__} layer")
+
+
 def _as_list(value):
     """A layer's or LSTM's result as a list of arrays (one array becomes a list of one)."""
     return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
 
 
 def _outputs_from_trace(lstm, trace):
-    """What calling `lstm` returns, read off its trace."""
+    """What calling `lstm` (any reflstm recurrent layer) returns, read off its trace."""
     output = trace.output if lstm.return_sequences else trace.output[:, -1]
     if not lstm.return_state:
         return output
-    return [output, trace.h[:, -1], trace.c[:, -1]]
+    return [output] + [getattr(trace, state)[:, -1] for state in lstm.STATES]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class BidirectionalTrace:
-    """The traces of a Bidirectional layer's two LSTMs; `backward` is in its processing order."""
+    """The traces of a Bidirectional layer's two layers; `backward` is in its processing order."""
 
     forward: object
     backward: object
@@ -330,32 +359,39 @@ class BidirectionalTrace:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Bidirectional:
-    """Bidirectional(LSTM): keras/src/layers/rnn/bidirectional.py.
+    """Bidirectional(LSTM), (GRU) or (SimpleRNN): keras/src/layers/rnn/bidirectional.py.
 
-    Both LSTMs see the same input and mask (Keras forces zero_output_for_mask to
+    Both layers see the same input and mask (Keras forces zero_output_for_mask to
     return_sequences on both); the backward sequence is flipped back to input order, then merged.
-    With return_state the states follow: forward h, c, then backward h, c.
+    With return_state the states follow: the forward layer's (h, c for an LSTM; h otherwise),
+    then the backward layer's.
     """
 
     name: str
-    forward: LSTM
-    backward: LSTM
+    forward: Recurrent
+    backward: Recurrent
     merge_mode: "str | None"
 
-    def __call__(self, inputs, masks, traces=None):
+    @property
+    def kind(self):
+        return "Bidirectional"
+
+    def __call__(self, inputs, masks, traces=None, use_mask=True):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
         x, *state = inputs
-        forward_state, backward_state = (state[:2], state[2:]) if state else (None, None)
+        forward_state, backward_state = _split_states(state)
+        step_mask = masks[0] if use_mask else None
         if traces is not None:
             trace = BidirectionalTrace(
-                forward=self.forward.trace(x, masks[0], forward_state),
-                backward=self.backward.trace(x, masks[0], backward_state),
+                forward=self.forward.trace(x, step_mask, forward_state),
+                backward=self.backward.trace(x, step_mask, backward_state),
             )
             traces[self.name] = trace
             outputs = self.outputs_from_trace(trace)
         else:
             outputs = self._merge(
-                self.forward(x, mask=masks[0], initial_state=forward_state),
-                self.backward(x, mask=masks[0], initial_state=backward_state),
+                self.forward(x, mask=step_mask, initial_state=forward_state),
+                self.backward(x, mask=step_mask, initial_state=backward_state),
             )
         mask = masks[0] if self.forward.return_sequences else None
         merged = 2 if self.merge_mode is None else 1
@@ -363,8 +399,10 @@ class Bidirectional:
 
     def vjp(self, inputs, masks, d_outputs):
         """Gradients of [x, states...] from those of the merged outputs and the states."""
+        _require_backward(self.name, self.forward)
+        _require_backward(self.name, self.backward)
         x, *state = inputs
-        forward_state, backward_state = (state[:2], state[2:]) if state else (None, None)
+        forward_state, backward_state = _split_states(state)
         y_raw = self.forward(x, mask=masks[0], initial_state=forward_state)
         y_rev_raw = self.backward(x, mask=masks[0], initial_state=backward_state)
         y, y_rev = _as_list(y_raw), _as_list(y_rev_raw)
@@ -386,8 +424,8 @@ class Bidirectional:
         if self.forward.return_sequences:
             d_b = d_b[:, ::-1]  # back to the backward LSTM's processing order
         states = d_out[merged:]
-        d_forward = [d_a] + states[:2] if self.forward.return_state else d_a
-        d_backward = [d_b] + states[2:] if self.forward.return_state else d_b
+        d_forward = [d_a] + states[:len(states) // 2] if self.forward.return_state else d_a
+        d_backward = [d_b] + states[len(states) // 2:] if self.forward.return_state else d_b
         gf = self.forward.backward(x, d_forward, mask=masks[0], initial_state=forward_state)
         gb = self.backward.backward(x, d_backward, mask=masks[0], initial_state=backward_state)
         grads = [gf.x + gb.x]
@@ -403,7 +441,7 @@ class Bidirectional:
         )
 
     def _merge(self, y, y_rev):
-        """The two directions' LSTM results (each as its LSTM returns them) merged as Keras does."""
+        """The two directions' results (each as its layer returns them) merged as Keras does."""
         states = []
         if self.forward.return_state:
             states = list(y[1:]) + list(y_rev[1:])
@@ -421,3 +459,12 @@ class Bidirectional:
         else:  # None: both, unmerged
             outputs = [y, y_rev]
         return outputs + states
+
+
+def _split_states(state):
+    """Initial states of a Bidirectional: the first half the forward layer's, the rest the
+    backward layer's (keras/src/layers/rnn/bidirectional.py splits them at len // 2)."""
+    if not state:
+        return None, None
+    half = len(state) // 2
+    return state[:half], state[half:]

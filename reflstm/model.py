@@ -4,7 +4,8 @@ import numpy as np
 
 from reflstm.config import NO_MASK_ARGUMENT, Slot, parse_model
 from reflstm.errors import refuse
-from reflstm.layers import Bidirectional, LSTMLayer
+from reflstm.layers import Bidirectional, RecurrentLayer
+from reflstm.lstm import LSTM
 from reflstm.ops import Operation
 from reflstm.untrusted import Limits
 
@@ -56,9 +57,16 @@ class Model:
         return Model(self._config, weights, self.keras_version, self._limits)
 
     @property
+    def recurrent_layers(self):
+        """{name: layer} of the recurrent layers (LSTM, GRU, SimpleRNN, RNN of their cells, and
+        Bidirectional of any of them), in model order: the layers `trace` records."""
+        return {n: l for n, l in self.layers.items() if isinstance(l, (RecurrentLayer, Bidirectional))}
+
+    @property
     def lstm_layers(self):
-        """{name: layer} of the LSTM and Bidirectional layers, in model order."""
-        return {n: l for n, l in self.layers.items() if isinstance(l, (LSTMLayer, Bidirectional))}
+        """{name: layer} of the LSTM and Bidirectional(LSTM) layers, in model order."""
+        return {n: l for n, l in self.recurrent_layers.items()
+                if isinstance(l.forward if isinstance(l, Bidirectional) else l.cell, LSTM)}
 
     def __repr__(self):
         kinds = ", ".join(f"{name}: {type(layer).__name__}" for name, layer in self.layers.items())
@@ -86,7 +94,8 @@ class Model:
         return outputs[0] if len(outputs) == 1 else outputs
 
     def trace(self, x):
-        """{layer name: Trace} for every LSTM layer ({name: BidirectionalTrace} for Bidirectional).
+        """{layer name: trace} for every recurrent layer: a `Trace` for an LSTM, a `GRUTrace` for a
+        GRU, a `SimpleRNNTrace` for a SimpleRNN, a `BidirectionalTrace` for a Bidirectional.
 
         A layer called more than once in the graph (a shared layer) keeps its last call's trace.
         """
@@ -126,7 +135,8 @@ class Model:
 
         d_outputs is shaped like what `predict` returns (a list for several outputs). Returns
         the gradient of each model input (a list for several), None for token-id inputs.
-        Gradients flow back through every layer the Model runs, LSTMs by `LSTM.backward`.
+        Gradients flow back through every layer the Model runs, LSTMs by `LSTM.backward`; a GRU
+        or SimpleRNN on the way is refused (their backward pass is not written yet).
         """
         inputs = self._inputs(x)
         record = []
@@ -179,8 +189,16 @@ class Model:
                 masks[0] = None if node.mask is None else output(*node.mask)[0]
             if isinstance(layer, Operation):
                 results[key] = ([layer(_fill(node.template, arrays))], [None])
-            elif isinstance(layer, (LSTMLayer, Bidirectional)):
-                results[key] = layer(arrays, masks, traces)
+            elif isinstance(layer, (RecurrentLayer, Bidirectional)):
+                # keras/src/layers/layer.py __call__, "Populate mask argument(s)": Keras 3 fills in
+                # `mask` only for a call with one tensor argument, so a recurrent layer given an
+                # initial_state runs unmasked unless the call passed a mask itself; its output
+                # still carries the input's mask.
+                unmasked = (self.keras_version == 3 and len(arrays) > 1
+                            and node.mask is NO_MASK_ARGUMENT)
+                results[key] = layer(arrays, masks, traces, use_mask=not unmasked)
+                if unmasked:
+                    masks = [None] + masks[1:]  # as the backward pass must see the call
             else:
                 results[key] = layer(arrays, masks)
             if record is not None:

@@ -103,6 +103,60 @@ def _merges(k, dtype):
     return k.Model(inp, y)
 
 
+def _gru_family(k, dtype):
+    """GRU in both reset_after modes, RNN(GRUCell), SimpleRNN, RNN(SimpleRNNCell) and an LSTM, masked."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    x = k.layers.GRU(5, return_sequences=True, name="gru", dtype=dtype)(x)
+    x = k.layers.GRU(4, return_sequences=True, reset_after=False, go_backwards=True,
+                     recurrent_activation="hard_sigmoid", name="gru_before", dtype=dtype)(x)
+    x = k.layers.RNN(k.layers.GRUCell(4, reset_after=False, dtype=dtype), return_sequences=True,
+                     name="gru_cell", dtype=dtype)(x)
+    x = k.layers.LSTM(3, return_sequences=True, name="lstm", dtype=dtype)(x)
+    x = k.layers.SimpleRNN(4, return_sequences=True, name="simple", dtype=dtype)(x)
+    x = k.layers.RNN(k.layers.SimpleRNNCell(3, activation="relu", dtype=dtype), name="simple_cell",
+                     dtype=dtype)(x)
+    return k.Model(inp, k.layers.Dense(2, dtype=dtype)(x))
+
+
+def _gru_bidirectional(k, dtype):
+    """Bidirectional GRU and SimpleRNN (RNN of their cells too) in every merge mode, masked."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    wrapped = {
+        "bi_concat": (k.layers.GRU(3, return_sequences=True, dtype=dtype), "concat"),
+        "bi_sum": (k.layers.GRU(3, return_sequences=True, reset_after=False, dtype=dtype), "sum"),
+        "bi_mul": (k.layers.SimpleRNN(3, return_sequences=True, dtype=dtype), "mul"),
+        "bi_ave": (k.layers.RNN(k.layers.SimpleRNNCell(3, dtype=dtype), return_sequences=True,
+                                dtype=dtype), "ave"),
+        "bi_none": (k.layers.RNN(k.layers.GRUCell(3, dtype=dtype), return_sequences=True,
+                                 dtype=dtype), None),
+    }
+    outputs = []
+    for name, (layer, merge_mode) in wrapped.items():
+        y = k.layers.Bidirectional(layer, merge_mode=merge_mode, name=name, dtype=dtype)(x)
+        outputs += list(y) if merge_mode is None else [y]
+    joined = k.layers.Concatenate(dtype=dtype)(outputs)
+    return k.Model(inp, k.layers.GRU(2, name="top", dtype=dtype)(joined))
+
+
+def _gru_encoder_decoder(k, dtype):
+    """A GRU encoder's state starts a GRU decoder; Bidirectional(GRU) and SimpleRNN return_state."""
+    source = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    target = k.Input((4, 2), dtype=dtype)
+    masked = k.layers.Masking(dtype=dtype)(source)
+    _, h = k.layers.GRU(4, return_state=True, name="encoder", dtype=dtype)(masked)
+    y = k.layers.GRU(4, return_sequences=True, name="decoder", dtype=dtype)(target, initial_state=h)
+    starts = [k.layers.Dense(3, activation="tanh", dtype=dtype)(h) for _ in range(2)]
+    both, forward_h, backward_h = k.layers.Bidirectional(
+        k.layers.GRU(3, return_state=True, reset_after=False, dtype=dtype), name="bi_state", dtype=dtype
+    )(masked, initial_state=starts)
+    _, simple_h = k.layers.SimpleRNN(2, return_state=True, name="simple_state", dtype=dtype)(masked)
+    summary = k.layers.Concatenate(dtype=dtype)([both, forward_h, backward_h, simple_h])
+    return k.Model([source, target], [k.layers.Dense(2, dtype=dtype)(y),
+                                      k.layers.Dense(1, dtype=dtype)(summary)])
+
+
 MODELS = {
     "lstm_stack": _lstm_stack,
     "sequential": _sequential,
@@ -115,6 +169,9 @@ MODELS = {
     "repeat_flatten": _repeat,
     "encoder_decoder": _encoder_decoder,
     "merges": _merges,
+    "gru_family": _gru_family,
+    "gru_bidirectional": _gru_bidirectional,
+    "gru_encoder_decoder": _gru_encoder_decoder,
 }
 
 

@@ -295,3 +295,81 @@ def test_trace_to_a_folder_of_csv_files(files, capsys, tmp_path):
     assert (existing / "encoder_c_tilde.csv").exists()
     code, _, err = run(capsys, "trace", files["stack"], "--input", files["stack_x"], "--out", npz, "--format", "csv")
     assert code == 2 and "a folder for CSV files" in err
+
+
+# --- GRU and SimpleRNN ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gru_file(tmp_path_factory):
+    """A Keras 3 .keras model with GRUs (both reset_after), an LSTM and SimpleRNNs, and its input."""
+    root = tmp_path_factory.mktemp("cli_gru")
+    model = build_model("gru_family", 3)
+    path, x_path = root / "gru.keras", root / "gru_x.npy"
+    model.save(path)
+    np.save(x_path, model_inputs(model))
+    return path, x_path
+
+
+def test_inspect_shows_gru_columns_and_both_bias_rows(gru_file, capsys):
+    """inspect shows a GRU's z, r, h columns, its input and recurrent bias rows, and SimpleRNN's block."""
+    code, out, _ = run(capsys, "inspect", gru_file[0])
+    assert code == 0
+    for expected in ("'gru': GRU\n", "'gru_cell': RNN(GRUCell)\n", "'simple_cell': RNN(SimpleRNNCell)\n",
+                     "GRU 'gru'", "gate columns (order z, r, h)", "z    0:5", "r    5:10", "h    10:15",
+                     "bias (input, row 0)", "bias (recurrent, row 1)", "SimpleRNN 'simple'",
+                     "gate columns (order h)"):
+        assert expected in out, expected
+    block = out[out.index("GRU 'gru_before'"):out.index("GRU 'gru_cell'")]  # reset_after=False
+    assert "z    0:4" in block and "bias (input" not in block and " bias " in block
+
+
+def test_trace_writes_gru_and_simple_rnn_quantities(gru_file, capsys, tmp_path):
+    """trace writes z, r, h_tilde, h for a GRU and h for a SimpleRNN, equal to Model.trace."""
+    out_path = tmp_path / "trace.npz"
+    code, _, _ = run(capsys, "trace", gru_file[0], "--input", gru_file[1], "--out", out_path)
+    assert code == 0
+    saved = np.load(out_path)
+    traces = reflstm.load(gru_file[0]).trace(np.load(gru_file[1]))
+    for quantity in ("z", "r", "h_tilde", "h"):
+        np.testing.assert_array_equal(saved[f"gru/{quantity}"], getattr(traces["gru"], quantity))
+    np.testing.assert_array_equal(saved["simple/h"], traces["simple"].h)
+    assert {k for k in saved if k.startswith("simple/")} == {"simple/h"}
+    assert {k for k in saved if k.startswith("lstm/")} == {f"lstm/{q}" for q in cli.QUANTITIES}
+
+
+def test_explain_prints_a_gru_steps_numbers(gru_file, capsys):
+    """explain prints a GRU step's parts, gates and h_t with the trace's numbers, both reset modes."""
+    trace = reflstm.load(gru_file[0]).trace(np.load(gru_file[1]))
+    for layer in ("gru", "gru_before"):
+        code, out, _ = run(capsys, "explain", gru_file[0], "--layer", layer, "--step", "2",
+                           "--input", gru_file[1], "--units", "2")
+        assert code == 0
+        tr = trace[layer]
+        h_part = tr.preactivation("h")
+        for value in (tr.z[0, 2, 0], tr.r[0, 2, 1], tr.h_tilde[0, 2, 1], tr.h[0, 2, 1]):
+            assert f"{value:.6f}" in out
+        assert f"{h_part.total[0, 2, 0]:.5f}" in out and "h_t = z*h_t-1 + (1-z)*h~" in out
+    assert "r*(h_t-1 U_h + b'_h)" not in out and "(r*h_t-1) U_h" in out  # gru_before: reset_after=False
+    code, out, _ = run(capsys, "explain", gru_file[0], "--layer", "simple", "--step", "1",
+                       "--input", gru_file[1], "--units", "4")
+    assert code == 0 and f"{trace['simple'].h[0, 1, 3]:.6f}" in out and "h_t = g(x_t W + h_t-1 U + b)" in out
+
+
+def test_plot_and_verify_a_gru_model(gru_file, capsys, tmp_path):
+    """plot draws a GRU's panels; verify compares every recurrent layer with Keras."""
+    png = tmp_path / "gru.png"
+    code, _, _ = run(capsys, "plot", gru_file[0], "--input", gru_file[1], "--layer", "gru", "--out", png)
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run(capsys, "verify", gru_file[0], "--input", gru_file[1])
+    assert code == 0, out
+    for layer in ("gru", "gru_before", "gru_cell", "lstm", "simple", "simple_cell"):
+        assert f"layer {layer!r} outputs" in out
+
+
+def test_attribute_refuses_a_gru_in_one_line(gru_file, capsys):
+    """attribute refuses a GRU layer target, and gradients through a GRU model, in one line (exit 2)."""
+    for extra, message in ((["--layer", "gru"], "not yet written for GRU"),
+                           ([], "backward pass of SimpleRNN is not available")):
+        code, out, err = run(capsys, "attribute", gru_file[0], "--input", gru_file[1], *extra)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -54,9 +54,9 @@ def lstm_layer_outputs(keras_version, model, name, x):
 @pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=["keras3-keras", "keras3-h5", "tf_keras-h5"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_saved_model_matches_keras(name, keras_version, fmt, tmp_path):
-    """predict, and every LSTM layer's outputs, equal Keras's, from the saved file."""
-    if keras_version == 3 and fmt == "h5" and name not in ("lstm_stack", "bidirectional_concat"):
-        pytest.skip("legacy .h5 from Keras 3: two models cover the format; the rest are in .keras")
+    """predict, and every recurrent layer's outputs, equal Keras's, from the saved file."""
+    if keras_version == 3 and fmt == "h5" and name not in ("lstm_stack", "bidirectional_concat", "gru_family"):
+        pytest.skip("legacy .h5 from Keras 3: three models cover the format; the rest are in .keras")
     dtype = "float32"
     model = build_model(name, keras_version, dtype)
     x = model_inputs(model)
@@ -64,14 +64,15 @@ def test_saved_model_matches_keras(name, keras_version, fmt, tmp_path):
     assert ref.keras_version == keras_version
     assert_close(as_list(ref.predict(x)), keras_predict(model, x), dtype)
     traces = ref.trace(x)
-    assert set(traces) == set(ref.lstm_layers)
-    for layer_name, layer in ref.lstm_layers.items():
+    assert set(traces) == set(ref.recurrent_layers)
+    for layer_name, layer in ref.recurrent_layers.items():
         expected = lstm_layer_outputs(keras_version, model, layer_name, x)
         assert_close(layer.outputs_from_trace(traces[layer_name]), expected, dtype)
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
-@pytest.mark.parametrize("name", ["lstm_stack", "bidirectional_state", "embedding", "encoder_decoder"])
+@pytest.mark.parametrize("name", ["lstm_stack", "bidirectional_state", "embedding", "encoder_decoder",
+                                  "gru_family", "gru_encoder_decoder"])
 def test_float64_models_match_to_1e_12(name, keras_version, tmp_path):
     """Saved float64 models agree with Keras to ~1e-12: the same arithmetic, not just close."""
     model = build_model(name, keras_version, "float64")
@@ -84,7 +85,7 @@ def test_float64_models_match_to_1e_12(name, keras_version, tmp_path):
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
-@pytest.mark.parametrize("name", ["branches", "bidirectional_none", "embedding"])
+@pytest.mark.parametrize("name", ["branches", "bidirectional_none", "embedding", "gru_bidirectional"])
 def test_live_model_matches_keras(name, keras_version):
     """Model.from_keras on a live model gives Keras's predictions."""
     model = build_model(name, keras_version)
@@ -101,6 +102,44 @@ def test_bidirectional_trace_has_both_directions(tmp_path):
     forward, backward = keras_predict(model, x)
     np.testing.assert_allclose(tr.forward.output, forward, atol=2e-6)
     np.testing.assert_allclose(tr.backward.output[:, ::-1], backward, atol=2e-6)
+
+
+@pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
+def test_gru_gates_in_a_saved_model_match_keras_cell(keras_version, tmp_path):
+    """m.trace(x)["gru"].z, .r, .h_tilde are the GRU equations on Keras's own inputs, outputs, weights."""
+    model = build_model("gru_family", keras_version)
+    x = model_inputs(model)
+    fmt = "keras" if keras_version == 3 else "h5"
+    ref = reflstm.load(save(model, tmp_path, keras_version, fmt))
+    tr = ref.trace(x)["gru"]
+    assert isinstance(tr, reflstm.GRUTrace) and tr.z.shape == (len(x), x.shape[1], 5)
+    # The GRU's input and output as Keras computes them, and its weights: its outputs give
+    # h_{t-1} (a masked step repeats the previous output, which is the carried state here, as
+    # the state starts at zeros), and the gates follow from keras/src/layers/rnn/gru.py.
+    k = keras_module(keras_version)
+    layer = model.get_layer("gru")
+    masked, outputs = (np.asarray(k.Model(model.inputs[0], t)(x))
+                       for t in (model.layers[1].output, layer.output))  # Masking, then the GRU
+    kernel, recurrent_kernel, bias = layer.get_weights()
+    h_prev = np.concatenate([np.zeros_like(outputs[:, :1]), outputs[:, :-1]], axis=1)
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    u = 5
+    x_part = masked @ kernel + bias[0]  # (batch, timesteps, 3 * units); row 0: the input bias
+    inner = h_prev @ recurrent_kernel + bias[1]  # row 1: the recurrent bias
+    z = sigmoid(x_part[..., :u] + inner[..., :u])
+    r = sigmoid(x_part[..., u:2 * u] + inner[..., u:2 * u])
+    h_tilde = np.tanh(x_part[..., 2 * u:] + r * inner[..., 2 * u:])
+    for ours, theirs in ((tr.z, z), (tr.r, r), (tr.h_tilde, h_tilde), (tr.output, outputs)):
+        np.testing.assert_allclose(ours, theirs, atol=2e-6)
+
+
+def test_gradients_through_a_gru_are_refused(tmp_path):
+    """Model.backward through a GRU is refused by name: only the LSTM's backward pass exists."""
+    model = build_model("gru_family", 3)
+    x = model_inputs(model)
+    ref = reflstm.load(save(model, tmp_path, 3, "keras"))
+    with pytest.raises(reflstm.ReflstmError, match="backward pass of SimpleRNN is not available"):
+        ref.backward(x, np.ones_like(ref.predict(x)))
 
 
 def test_predict_in_blocks(tmp_path):
@@ -215,10 +254,10 @@ def test_custom_class_is_refused(tmp_path):
 def test_unsupported_layer_is_named(tmp_path):
     """A layer reflstm does not model is refused with its name and class."""
     k = keras_module(3)
-    model = k.Sequential([k.Input((4, 2)), k.layers.GRU(3, name="recurrent")])
-    path = tmp_path / "gru.keras"
+    model = k.Sequential([k.Input((4, 2)), k.layers.Conv1D(3, 2, name="convolution")])
+    path = tmp_path / "conv.keras"
     model.save(path)
-    with pytest.raises(reflstm.ReflstmError, match="'recurrent'.*'GRU'"):
+    with pytest.raises(reflstm.ReflstmError, match="'convolution'.*'Conv1D'"):
         reflstm.load(path)
 
 
@@ -228,3 +267,14 @@ def test_wrong_input_shape_is_refused(tmp_path):
     ref = reflstm.load(save(model, tmp_path, 3, "keras"))
     with pytest.raises(reflstm.ReflstmError, match="input"):
         ref.predict(np.zeros((2, 6, 5), "float32"))
+
+
+def test_gru_weights_are_checked_against_the_config(tmp_path):
+    """A GRU bias of the other reset_after mode is refused by the shape its config predicts."""
+    model = build_model("gru_family", 3)
+    config = {"class_name": "Functional", "config": model.get_config()}
+    weights = {layer.name: layer.get_weights() for layer in model.layers}
+    kernel, recurrent_kernel, bias = weights["gru"]
+    weights["gru"] = [kernel, recurrent_kernel, bias[0]]  # (15,): a reset_after=False bias
+    with pytest.raises(reflstm.ReflstmError, match=r"'gru'.*shape \(2, 15\).*reset_after=True"):
+        reflstm.Model(config, weights, 3)
