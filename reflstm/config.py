@@ -132,7 +132,33 @@ class Plan:
             for key, call in self.calls.items()
         }
         order = _evaluation_order(self.calls, self.inputs, self.outputs)
+        _check_tensor_indices(self.calls, self.outputs, {name: _output_count(layer) for name, layer in built.items()})
         return Graph(self.name, nodes, self.inputs, self.outputs, self.input_shapes, order)
+
+
+def _output_count(layer):
+    """How many tensors a layer's call returns: an LSTM with return_state three, and so on."""
+    if isinstance(layer, L.RecurrentLayer):
+        return 1 + (len(layer.cell.STATES) if layer.cell.return_state else 0)
+    if isinstance(layer, L.Bidirectional):
+        merged = 2 if layer.merge_mode is None else 1
+        return merged + (2 * len(layer.forward.STATES) if layer.forward.return_state else 0)
+    return 1
+
+
+def _check_tensor_indices(calls, outputs, counts):
+    """Every reference names a tensor its layer returns (an input layer returns one)."""
+    references = [(f"the model's outputs", triple) for triple in outputs]
+    for (name, index), call in calls.items():
+        where = f"layer {name!r}: inbound node {index}"
+        references += [(where, triple) for triple in call.inputs]
+        if isinstance(call.mask, tuple):
+            references.append((f"{where}: mask", call.mask))
+    for where, (source, _, tensor) in references:
+        count = counts.get(source, 1)
+        if tensor >= count:
+            raise refuse(where, f"one of the {count} tensors layer {source!r} returns",
+                         f"tensor {tensor}")
 
 
 def parse_model(model_config, keras_version, limits):
@@ -159,7 +185,7 @@ def _count(entries, what, limits):
 def _sequential(config, keras_version, limits):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
-    entries = [Fields(entry, f"layer {k} of the model") for k, entry in enumerate(entries)]
+    entries = [_entry(entry, k) for k, entry in enumerate(entries)]
     input_name, input_shape = "input", None
     if entries and entries[0].str("class_name") == "InputLayer":
         first = entries.pop(0).object("config")
@@ -181,7 +207,7 @@ def _functional(config, keras_version, limits):
     _count(entries, "layers", limits)
     layers, calls, input_shapes = {}, {}, {}
     for k, entry in enumerate(entries):
-        entry = Fields(entry, f"layer {k} of the model")
+        entry = _entry(entry, k)
         if entry.str("class_name") == "InputLayer":
             inner = entry.object("config")
             name = inner.str("name")
@@ -209,6 +235,13 @@ def _functional(config, keras_version, limits):
         if name not in input_shapes:
             raise refuse("model config: input_layers", "names of InputLayers", repr(name))
     return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes)
+
+
+def _entry(entry, k):
+    """Layer entry `k` of a model config, named by its position and, when it has one, its class."""
+    entry = Fields(entry, f"layer {k} of the model")
+    kind = entry.str("class_name")
+    return Fields(entry.raw_dict(), f"layer {k} of the model (class {kind!r})")
 
 
 def _add(layers, name, plan):
@@ -270,6 +303,8 @@ def _call(layer_name, recorded, is_operation):
             _template(kwargs.raw(key), found, f"{where}: {key}")
             if found:
                 raise refuse(where, "tensor arguments inputs, initial_state and mask", f"call argument {key!r}")
+        if not tensors:
+            raise refuse(where, "a call with at least one input tensor", "none")
         return _Call(tuple(tensors + state_tensors), mask, template if is_operation else None)
     # tf_keras: [[name, node, tensor, kwargs], ...]; initial_state tensors arrive in kwargs.
     if not isinstance(recorded, (list, tuple)):
@@ -284,6 +319,8 @@ def _call(layer_name, recorded, is_operation):
         if not isinstance(states, (list, tuple)):
             states = [states]
         found += [_triple(state, f"{where}: initial_state") for state in states]
+    if not found:
+        raise refuse(where, "a call with at least one input tensor", "none")
     return _Call(tuple(found), NO_MASK_ARGUMENT, None)
 
 

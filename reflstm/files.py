@@ -198,9 +198,9 @@ def _read_h5(path, where, limits):
 
 
 def _weighted(plan):
-    """(name, LayerPlan) of the layers whose configs say they have weights."""
-    return [(name, layer) for name, layer in plan.layers.items()
-            if isinstance(layer, LayerPlan) and layer.shapes]
+    """(name, LayerPlan) of every layer: those whose configs say they have no weights are checked
+    to have none in the file."""
+    return [(name, layer) for name, layer in plan.layers.items() if isinstance(layer, LayerPlan)]
 
 
 def _read_checked(plan, found, where, limits):

@@ -252,6 +252,8 @@ def string_attribute(obj, key, limit, where, default=None, max_items=None):
             raise refuse(what, f"at most {max_items:,} names", f"{shape[0]:,}")
     elif shape != ():
         raise refuse(what, "a text", f"an attribute of shape {shape}")
+    if shape == (0,):  # an empty list of names (a layer without weights) has no storage at all
+        return []
     if attribute.get_storage_size() > limit:
         raise over_budget(what, "max_config_bytes", limit, attribute.get_storage_size())
     value = obj.attrs[key]
