@@ -93,21 +93,6 @@ class GRU(Recurrent):
         else:
             self._input_bias, self._recurrent_bias = bias, None
 
-    @classmethod
-    def from_keras(cls, layer):
-        """The reflstm GRU of a built Keras 3 or tf_keras ``GRU`` or ``RNN(GRUCell)`` layer.
-
-        Takes the layer's weights and options, and, for ``stateful=True``, its current state.
-        Needs no Keras import of its own: it reads the layer object it is given.
-        """
-        from reflstm.keras import gru_arguments
-
-        arguments, states = gru_arguments(layer)
-        gru = cls(**arguments)
-        if states is not None:
-            gru.states = [np.array(s, dtype=gru.dtype) for s in states]
-        return gru
-
     def __repr__(self):
         return self._repr(
             [

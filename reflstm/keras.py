@@ -8,7 +8,7 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of"]
+__all__ = ["layer_arguments", "lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of"]
 
 # The modules whose layer and cell classes reflstm reproduces, by layer kind and Keras version
 # (the layer class is named as the kind, its cell kind + "Cell").
@@ -58,6 +58,13 @@ def simple_rnn_arguments(layer):
     """The `reflstm.SimpleRNN` keyword arguments of a Keras layer, and its state if stateful."""
     arguments, _, states = _arguments(layer, "SimpleRNN")
     return arguments, states
+
+
+def layer_arguments(layer, kind):
+    """The keyword arguments of reflstm's `kind` ("LSTM", "GRU", "SimpleRNN") for a Keras layer,
+    and its states if stateful (else None)."""
+    readers = {"LSTM": lstm_arguments, "GRU": gru_arguments, "SimpleRNN": simple_rnn_arguments}
+    return readers[kind](layer)
 
 
 def _arguments(layer, kind):

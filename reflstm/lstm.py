@@ -111,21 +111,6 @@ class LSTM(Recurrent):
         self.states = None  # [h, c] carried between calls when stateful; None otherwise
 
     @classmethod
-    def from_keras(cls, layer):
-        """The reflstm LSTM of a built Keras 3 or tf_keras ``LSTM`` or ``RNN(LSTMCell)`` layer.
-
-        Takes the layer's weights and options, and, for ``stateful=True``, its current states.
-        Needs no Keras import of its own: it reads the layer object it is given.
-        """
-        from reflstm.keras import lstm_arguments
-
-        arguments, states = lstm_arguments(layer)
-        lstm = cls(**arguments)
-        if states is not None:
-            lstm.states = [np.array(s, dtype=lstm.dtype) for s in states]
-        return lstm
-
-    @classmethod
     def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
         """One layer and direction of a PyTorch nn.LSTM (or its state_dict); see reflstm.pytorch.
 

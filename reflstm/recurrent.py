@@ -62,6 +62,21 @@ class Recurrent:
         _check_arguments(cls, arrays, options)
         return super().__new__(cls)
 
+    @classmethod
+    def from_keras(cls, layer):
+        """This layer of a built Keras 3 or tf_keras layer of the same class, or RNN of its cell.
+
+        Takes the layer's weights and options, and, for ``stateful=True``, its current states.
+        Needs no Keras import of its own: it reads the layer object it is given.
+        """
+        from reflstm.keras import layer_arguments
+
+        arguments, states = layer_arguments(layer, cls.__name__)
+        made = cls(**arguments)
+        if states is not None:
+            made.states = [np.array(s, dtype=made.dtype) for s in states]
+        return made
+
     def __call__(self, x, mask=None, initial_state=None):
         """What the Keras layer returns for ``layer(x, mask=mask, initial_state=initial_state)``.
 

@@ -81,20 +81,6 @@ class SimpleRNN(Recurrent):
     def _input_bias(self):
         return self.bias
 
-    @classmethod
-    def from_keras(cls, layer):
-        """The reflstm SimpleRNN of a built Keras 3 or tf_keras ``SimpleRNN`` or ``RNN(SimpleRNNCell)``.
-
-        Takes the layer's weights and options, and, for ``stateful=True``, its current state.
-        """
-        from reflstm.keras import simple_rnn_arguments
-
-        arguments, states = simple_rnn_arguments(layer)
-        rnn = cls(**arguments)
-        if states is not None:
-            rnn.states = [np.array(s, dtype=rnn.dtype) for s in states]
-        return rnn
-
     def __repr__(self):
         return self._repr([f"activation={self.activation!r}"])
 
