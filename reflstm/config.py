@@ -133,6 +133,11 @@ class Plan:
         }
         order = _evaluation_order(self.calls, self.inputs, self.outputs)
         _check_tensor_indices(self.calls, self.outputs, {name: _output_count(layer) for name, layer in built.items()})
+        for (name, index), call in self.calls.items():
+            allowed = _input_counts(built[name])
+            if allowed is not None and len(call.inputs) not in allowed:
+                raise refuse(f"layer {name!r}: inbound node {index}",
+                             f"{' or '.join(map(str, sorted(allowed)))} input tensors", f"{len(call.inputs)}")
         return Graph(self.name, nodes, self.inputs, self.outputs, self.input_shapes, order)
 
 
@@ -144,6 +149,20 @@ def _output_count(layer):
         merged = 2 if layer.merge_mode is None else 1
         return merged + (2 * len(layer.forward.STATES) if layer.forward.return_state else 0)
     return 1
+
+
+def _input_counts(layer):
+    """How many input tensors a call of `layer` takes (None: any number, as merges and
+    operations do); a recurrent layer's extras are its initial states."""
+    if isinstance(layer, L.RecurrentLayer):
+        return {1, 1 + len(layer.cell.STATES)}
+    if isinstance(layer, L.Bidirectional):
+        return {1, 1 + 2 * len(layer.forward.STATES)}
+    if isinstance(layer, L.Merge) and layer.kind == "Subtract":
+        return {2}
+    if isinstance(layer, (L.Merge, L.Concatenate, Operation)):
+        return None
+    return {1}
 
 
 def _check_tensor_indices(calls, outputs, counts):
