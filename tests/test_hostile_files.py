@@ -7,6 +7,8 @@ the file (the secret files' planted values never appear in a weight).
 """
 
 import json
+import os
+import subprocess
 import sys
 import time
 import zipfile
@@ -271,30 +273,74 @@ def test_chain_of_dropout_layers_loads_and_matches_keras(sandbox, clean, name, o
 # ---- the hang -------------------------------------------------------------------------------
 
 
-def hang_mutation(clean_h5):
-    """One byte, 0x80, inserted 100 bytes into the text of the root's model_config attribute.
+def hang_mutation(tmp_path):
+    """A Keras-3-saved .h5 with one byte, 0x80, inserted into the text of the root's model_config
+    attribute, where libhdf5 then loops for ever; None if no insertion tried makes it loop.
 
     Keras 3 stores model_config as a variable-length string, so its text lives in the file's
     first global heap collection ("GCOL"), as object 1 after a 16-byte collection header and a
-    16-byte object header. An insertion anywhere inside that text, when the text is longer than
-    the default 4 KiB collection, makes libhdf5 loop for ever: h5py's AttributeManager.__getitem__
-    -> AttrID.read -> H5Aread -> H5T__conv_vlen -> H5HG_get_obj_size ->
-    H5HG__cache_heap_deserialize spins at 100% CPU with constant memory (HDF5 1.14.6, h5py 3.14).
+    16-byte object header. With the text longer than the default 4 KiB collection, an insertion
+    at some offsets makes libhdf5 loop: h5py's AttributeManager.__getitem__ -> AttrID.read ->
+    H5Aread -> H5T__conv_vlen -> H5HG_get_obj_size -> H5HG__cache_heap_deserialize spins at 100%
+    CPU with constant memory (HDF5 1.14.6, h5py 3.14). Which offsets loop depends on the file's
+    exact bytes, and those on the layer names Keras picks (which depend on what the process built
+    before), so the model is built and saved in a fresh process — Keras writes the same bytes
+    every time there — and every 7th offset of the text is tried until plain h5py does not return.
     """
-    data = clean_h5.path.read_bytes()
-    text = json.dumps(clean_h5.config)
+    source = tmp_path / "clean.h5"
+    build = ("import sys; sys.path.insert(0, sys.argv[1]); from saved_models import build_model; "
+             "build_model('lstm_stack', 3).save(sys.argv[2])")
+    subprocess.run([sys.executable, "-c", build, str(Path(__file__).parent), str(source)], check=True,
+                   capture_output=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    data = source.read_bytes()
+    import h5py
+
+    with h5py.File(source, "r") as f:
+        text = f.attrs["model_config"]
     assert len(text) > 4096, "the model's config must outgrow the default 4 KiB global heap collection"
     heap = data.index(b"GCOL")
-    at = heap + 32 + 100
-    assert data[at - 4 : at + 4].decode("ascii").isprintable(), "expected the config's text at the insertion"
+    # One subprocess tries the offsets, each read by plain h5py in a forked child given 1 s; it
+    # prints the first offset whose read never returned.
+    found = subprocess.run([sys.executable, "-c", _HANG_SEARCH, str(source), str(heap + 32), str(len(text))],
+                           capture_output=True, text=True, timeout=120).stdout.split()
+    if not found:
+        return None
+    at = int(found[0])
     return data[:at] + b"\x80" + data[at:]
 
 
-def test_one_byte_inserted_h5_is_refused_within_max_seconds(sandbox, clean, tmp_path):
+_HANG_SEARCH = """
+import os, sys, time, h5py
+source, start, length = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = open(source, "rb").read()
+probe = source + ".probe"
+for at in range(start + 20, start + length, 7):
+    with open(probe, "wb") as f:
+        f.write(data[:at] + b"\\x80" + data[at:])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            h5py.File(probe, "r").attrs["model_config"]
+        finally:
+            os._exit(0)
+    deadline, ended = time.monotonic() + 1.0, False
+    while not ended and time.monotonic() < deadline:
+        ended = os.waitpid(pid, os.WNOHANG) != (0, 0)
+        time.sleep(0.002)
+    if not ended:
+        os.kill(pid, 9); os.waitpid(pid, 0)
+        print(at)
+        break
+"""
+
+
+def test_one_byte_inserted_h5_is_refused_within_max_seconds(sandbox, tmp_path):
     """The .h5 that never returns from reading model_config is refused after max_seconds (3 s)."""
-    model = clean("lstm_stack", "keras3-h5")
+    mutated = hang_mutation(tmp_path)
+    if mutated is None:
+        pytest.skip("no one-byte insertion into model_config makes this libhdf5 loop")
     path = tmp_path / "inserted.h5"
-    path.write_bytes(hang_mutation(model))
+    path.write_bytes(mutated)
     started = time.perf_counter()
     result = sandbox.load(path, limits=dict(max_seconds=3.0), timeout=10.0)
     assert_refused(result, "max_seconds")
