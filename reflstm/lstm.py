@@ -2,10 +2,9 @@
 
 import numpy as np
 
-from reflstm import activations
 from reflstm.equations import GATES, step
 from reflstm.errors import describe, refuse
-from reflstm.recurrent import GateView, Recurrent, _weight
+from reflstm.recurrent import GateView, Recurrent, _weight, check_weights
 from reflstm.trace import Trace
 
 __all__ = ["LSTM"]
@@ -63,17 +62,7 @@ class LSTM(Recurrent):
         zero_output_for_mask=False,
         keras_version=3,
     ):
-        kernel = _weight("kernel", kernel)
-        if kernel.ndim != 2 or kernel.shape[1] % 4 or kernel.shape[1] == 0:
-            raise refuse("kernel", "a 2-D array (input_dim, 4 * units)", kernel)
-        units = kernel.shape[1] // 4
-        recurrent_kernel = _weight("recurrent_kernel", recurrent_kernel, kernel.dtype)
-        if recurrent_kernel.shape != (units, 4 * units):
-            raise refuse(
-                "recurrent_kernel",
-                f"shape (units, 4 * units) = {(units, 4 * units)} to match kernel {kernel.shape}",
-                recurrent_kernel,
-            )
+        kernel, recurrent_kernel, units = check_weights(kernel, recurrent_kernel, 4)
         if bias is not None:
             bias = _weight("bias", bias, kernel.dtype)
             if bias.shape != (4 * units,):
@@ -82,33 +71,20 @@ class LSTM(Recurrent):
                     f"shape (4 * units,) = {(4 * units,)} to match kernel {kernel.shape}, or None",
                     bias,
                 )
-        for name, flag in [
-            ("return_sequences", return_sequences),
-            ("return_state", return_state),
-            ("go_backwards", go_backwards),
-            ("stateful", stateful),
-            ("zero_output_for_mask", zero_output_for_mask),
-        ]:
-            if not isinstance(flag, (bool, np.bool_)):
-                raise refuse(name, "True or False", flag)
-
         self.kernel, self.recurrent_kernel, self.bias = kernel, recurrent_kernel, bias
-        self.units = units
-        self.input_dim = kernel.shape[0]
-        self.dtype = kernel.dtype
-        self.activation = activation
-        self.recurrent_activation = recurrent_activation
-        self._g = activations.get(activation, keras_version, "activation", self.dtype)
-        self._sigma = activations.get(
-            recurrent_activation, keras_version, "recurrent_activation", self.dtype
+        self.units, self.input_dim, self.dtype = units, kernel.shape[0], kernel.dtype
+        functions = self._set_options(
+            {"activation": activation, "recurrent_activation": recurrent_activation},
+            keras_version,
+            dict(
+                return_sequences=return_sequences,
+                return_state=return_state,
+                go_backwards=go_backwards,
+                stateful=stateful,
+                zero_output_for_mask=zero_output_for_mask,
+            ),
         )
-        self.keras_version = keras_version
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
-        self.states = None  # [h, c] carried between calls when stateful; None otherwise
+        self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
 
     @classmethod
     def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
