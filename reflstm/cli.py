@@ -28,6 +28,7 @@ from reflstm import __version__
 from reflstm.equations import GATES, GRU_GATES, gate_slice
 from reflstm.errors import ReflstmError, refuse
 from reflstm.files import load
+from reflstm.untrusted import regular_file
 from reflstm.layers import Bidirectional, BidirectionalTrace, _as_list
 from reflstm.trace import GRUTrace, SimpleRNNTrace
 
@@ -343,7 +344,7 @@ def _lstm_names(model, layer):
 
 def _read_input(path, model=None):
     """The input array from a .npy, a one-array .npz or a .csv (laid out by `model`'s input shape)."""
-    _existing_file(path, "--input", ".npy, .npz or .csv")
+    regular_file(path, "--input", ".npy, .npz or .csv file")
     with open(path, "rb") as file:
         magic = file.read(6)
     if magic == b"\x93NUMPY":
@@ -359,17 +360,6 @@ def _read_input(path, model=None):
         raise refuse("--input", "an array (batch, timesteps, ...) with at least one sample",
                      f"{path!r}, of shape {getattr(x, 'shape', '?')}")
     return x
-
-
-def _existing_file(path, option, kind):
-    """Refuse a `path` that is missing, a directory, or not a regular file, saying which."""
-    if os.path.isdir(path):
-        raise refuse(option, f"a {kind} file", f"{path!r}, which is a directory")
-    if not os.path.exists(path):
-        reason = "a loop of symbolic links" if os.path.islink(path) else "which does not exist"
-        raise refuse(option, f"an existing {kind} file", f"{path!r}, {reason}")
-    if not os.path.isfile(path):
-        raise refuse(option, f"a {kind} file", f"{path!r}, which is not a regular file")
 
 
 def _read_npy(path):
@@ -731,7 +721,7 @@ def _panels(trace):
 def diagnose_command(args):
     from reflstm.diagnosis import diagnose
 
-    _existing_file(args.arrays, "ARRAYS", ".npz")
+    regular_file(args.arrays, "ARRAYS", ".npz file")
     try:
         arrays = dict(np.load(args.arrays, allow_pickle=False))
     except (ValueError, OSError, EOFError) as error:

@@ -10,10 +10,8 @@ of each layer are taken in the order the file records for it — a `.keras` file
 happens to list keys.
 """
 
-import errno
 import io
 import os
-import stat
 import zipfile
 
 from reflstm.config import LayerPlan, parse_model
@@ -22,7 +20,7 @@ from reflstm.fields import kind_of
 from reflstm.model import Model
 from reflstm.untrusted import (
     _ZIP_ERRORS, Limits, checked_dataset, child_group, in_child, over_budget, parse_json,
-    read_dataset, read_member, string_attribute,
+    read_dataset, read_member, regular_file, string_attribute,
 )
 
 __all__ = ["load"]
@@ -56,19 +54,8 @@ def load(path, *, limits=None):
 
 def _first_bytes(path):
     """The file's first 8 bytes, after telling a missing path from one that is not a file."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise refuse("path", "an existing model file", f"{path!r}, which does not exist") from None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise refuse("path", "a model file", f"{path!r}, a loop of symbolic links") from None
-        raise refuse("path", "a readable model file", f"{path!r} ({error.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise refuse("path", "a model file", f"{path!r}, which is a directory, not a file (a "
-                     "TensorFlow SavedModel folder? save the model as .keras or .h5)")
-    if not stat.S_ISREG(info.st_mode):
-        raise refuse("path", "a regular model file", f"{path!r}, which is not a regular file")
+    regular_file(path, "path", "model file", " (a TensorFlow SavedModel folder? save the model as "
+                 ".keras or .h5)")
     try:
         with open(path, "rb") as f:
             return f.read(8)

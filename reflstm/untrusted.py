@@ -29,7 +29,7 @@ import numpy as np
 from reflstm.errors import ReflstmError, refuse, shape_pattern
 
 __all__ = [
-    "Limits", "read_member", "parse_json", "child_group", "checked_dataset", "string_attribute",
+    "Limits", "regular_file", "read_member", "parse_json", "child_group", "checked_dataset", "string_attribute",
     "in_child",
 ]
 
@@ -88,6 +88,26 @@ except ImportError:  # Python built without lzma: such members then fail as NotI
 
 _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
                 zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+
+
+def regular_file(path, argument, kind, directory_hint=""):
+    """Refuse a `path` that is missing, a loop of symbolic links, a directory or not a regular
+    file (a FIFO would block a read), saying which."""
+    import errno
+    import stat
+
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise refuse(argument, f"an existing {kind}", f"{path!r}, which does not exist") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise refuse(argument, f"a {kind}", f"{path!r}, a loop of symbolic links") from None
+        raise refuse(argument, f"a readable {kind}", f"{path!r} ({error.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise refuse(argument, f"a {kind}", f"{path!r}, which is a directory, not a file{directory_hint}")
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse(argument, f"a regular {kind}", f"{path!r}, which is not a regular file")
 
 
 def read_member(archive, name, limit, limit_name, where):
