@@ -172,11 +172,8 @@ class Model:
         """
         results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)}
 
-        def output(name, node_index, tensor):
+        def output(name, node_index, tensor):  # every reference was checked when the Graph was built
             outputs, masks = results[(name, node_index)]
-            if tensor >= len(outputs):
-                raise refuse("model config", f"a reference to one of the {len(outputs)} outputs of "
-                             f"layer {name!r}", f"output {tensor}")
             return outputs[tensor], masks[tensor]
 
         # Graph.order puts every node after the nodes it reads: one pass, no recursion.
