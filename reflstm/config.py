@@ -495,22 +495,12 @@ def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=N
     cell = config
     if "cell" in config:
         _, cell = _nested(config, "cell", ("LSTMCell",), name)
-    if config.bool("stateful"):
-        raise refuse(f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer "
-                     "with reflstm.LSTM.from_keras)", "stateful=True")
-    if config.bool("time_major"):
-        raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    options = dict(
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "LSTM")
+    options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
-        return_sequences=config.bool("return_sequences"),
-        return_state=config.bool("return_state"),
-        go_backwards=config.bool("go_backwards") if go_backwards is None else go_backwards,
-        zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
-                              else zero_output_for_mask),
-        keras_version=keras_version,
     )
     shapes = [(None, 4 * units), (units, 4 * units)] + ([(4 * units,)] if use_bias else [])
 
@@ -518,11 +508,6 @@ def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=N
         return LSTM(arrays[0], arrays[1], arrays[2] if use_bias else None, **options)
 
     return shapes, build
-
-
-def _lstm_layer(name, config, keras_version):
-    shapes, build = _lstm(name, config, keras_version)
-    return shapes, lambda arrays: L.LSTMLayer(name, build(arrays))
 
 
 def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
@@ -534,7 +519,7 @@ def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=No
     use_bias = cell.bool("use_bias", True)
     # Keras 3's and tf_keras's GRU default to reset_after=True (only tf_keras's gru_v1 did not).
     reset_after = cell.bool("reset_after", True)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "GRU")
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
@@ -557,7 +542,8 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
         _, cell = _nested(config, "cell", ("SimpleRNNCell",), name)
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask,
+                                 "SimpleRNN")
     options.update(activation=_activation(cell, "activation", "tanh", name))
     shapes = [(None, units), (units, units)] + ([(units,)] if use_bias else [])
 
@@ -567,11 +553,11 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
     return shapes, build
 
 
-def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask):
-    """The options the shared loop takes, from a GRU's or SimpleRNN's config (as `_lstm` reads)."""
+def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, kind):
+    """The options the shared loop takes, from a recurrent layer's config (`kind`: reflstm's class)."""
     if config.bool("stateful"):
         raise refuse(f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer "
-                     "with its class's from_keras)", "stateful=True")
+                     f"with reflstm.{kind}.from_keras)", "stateful=True")
     if config.bool("time_major"):
         raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
     return dict(
@@ -664,7 +650,7 @@ def _no_weights(make):
 
 
 _BUILDERS = {
-    "LSTM": _lstm_layer,
+    "LSTM": _recurrent_layer("LSTM"),
     "GRU": _recurrent_layer("GRU"),
     "SimpleRNN": _recurrent_layer("SimpleRNN"),
     "RNN": _recurrent_layer("RNN"),
