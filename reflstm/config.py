@@ -115,6 +115,9 @@ class Plan:
     inputs: tuple
     outputs: tuple
     input_shapes: dict
+    # (name, class) of each layer in the order the model lists them (a functional model's input
+    # layers included, a Sequential's not): the order tf_keras's .keras archives key groups by.
+    listed: tuple = ()
 
     def build(self, weights):
         """The Graph, with every layer built from `weights` ({layer name: [arrays]}) once checked."""
@@ -217,14 +220,15 @@ def _sequential(config, keras_version, limits):
         _add(layers, plan.name, plan)
         calls[(plan.name, 0)] = _Call((previous,), NO_MASK_ARGUMENT, None)
         previous = (plan.name, 0, 0)
+    listed = tuple((name, plan.kind) for name, plan in layers.items())
     return Plan(config.str("name", "sequential"), layers, calls, (input_name,), (previous,),
-                {input_name: input_shape})
+                {input_name: input_shape}, listed)
 
 
 def _functional(config, keras_version, limits):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
-    layers, calls, input_shapes = {}, {}, {}
+    layers, calls, input_shapes, listed = {}, {}, {}, []
     for k, entry in enumerate(entries):
         entry = _entry(entry, k)
         if entry.str("class_name") == "InputLayer":
@@ -233,6 +237,7 @@ def _functional(config, keras_version, limits):
             if name in input_shapes or name in layers:
                 raise refuse("model config", "layer names used once", f"{name!r} twice")
             input_shapes[name] = _input_shape(inner)
+            listed.append((name, "InputLayer"))
             continue
         if _is_operation(entry):
             inner = entry.object("config")
@@ -244,6 +249,7 @@ def _functional(config, keras_version, limits):
         if name in input_shapes:
             raise refuse("model config", "layer names used once", f"{name!r} twice")
         _add(layers, name, plan)
+        listed.append((name, entry.str("class_name")))
         inbound = entry.list("inbound_nodes", [])
         _count(range(len(calls) + len(inbound)), "layer calls", limits)
         for index, recorded in enumerate(inbound):
@@ -253,7 +259,7 @@ def _functional(config, keras_version, limits):
     for name in inputs:
         if name not in input_shapes:
             raise refuse("model config: input_layers", "names of InputLayers", repr(name))
-    return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes)
+    return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes, tuple(listed))
 
 
 def _entry(entry, k):

@@ -12,6 +12,7 @@ happens to list keys.
 
 import io
 import os
+import re
 import zipfile
 
 from reflstm.config import LayerPlan, parse_model
@@ -112,24 +113,48 @@ def _keras_weights(f, plan, where, limits):
     if layers_group is not None:
         if len(layers_group) > limits.max_layers:
             raise refuse(f"{where}: /layers", f"at most {limits.max_layers:,} layers", f"{len(layers_group):,}")
+        named = {}
         for key in layers_group:
             group = child_group(layers_group, key, where)
             variables = child_group(group, "vars", where)
-            name = None
-            if variables is not None:
-                name = string_attribute(variables, "name", limits.max_config_bytes, where)
-            if name is None:
-                raise refuse(f"{where}: group {group.name!r}", "a layer group that names its layer "
-                             "(vars.attrs['name'])", "none")
-            if name in groups:
-                raise refuse(where, "one group per layer", f"two groups for layer {name!r}")
-            groups[name] = group
+            named[key] = group, None if variables is None else string_attribute(
+                variables, "name", limits.max_config_bytes, where)
+        if any(name is not None for _, name in named.values()):  # Keras 3 names each group's layer
+            for group, name in named.values():
+                if name is None:
+                    raise refuse(f"{where}: group {group.name!r}", "a layer group that names its layer "
+                                 "(vars.attrs['name'])", "none")
+                if name in groups:
+                    raise refuse(where, "one group per layer", f"two groups for layer {name!r}")
+                groups[name] = group
+        else:  # tf_keras names none: its groups are keyed by class, in the model's layer order
+            keys = _keys_by_class(plan.listed)
+            groups = {keys[key]: group for key, (group, _) in named.items() if key in keys}
+            unknown = sorted(set(named) - set(keys))
+            if unknown:
+                raise refuse(f"{where}: /layers", f"groups for the model's layers ({', '.join(sorted(keys)[:8])})",
+                             f"group {unknown[0]!r}")
     found = {}
     for name, layer in _weighted(plan):
         group = groups.get(name)
         datasets = [] if group is None else _variables(group, f"{where}: layer {name!r}")
         found[name] = datasets
     return _read_checked(plan, found, where, limits)
+
+
+def _keys_by_class(listed):
+    """{group key: layer name} as tf_keras's saving_lib keys a model's layers: the class name in
+    snake case, numbered from the second layer of a class on (lstm, lstm_1, ...)."""
+    keys, used = {}, {}
+    for name, kind in listed:
+        key = re.sub("([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", kind)).lower()
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        keys[key] = name
+    return keys
 
 
 def _variables(group, where):

@@ -13,7 +13,7 @@ from keras_layers import keras_module
 from saved_models import MODELS, build_model, model_inputs
 
 TOLERANCE = {"float32": 2e-6, "float64": 1e-12}
-FORMATS = [(3, "keras"), (3, "h5"), (2, "h5")]
+FORMATS = [(3, "keras"), (3, "h5"), (2, "h5"), (2, "keras")]
 
 
 def keras_predict(model, x):
@@ -51,7 +51,7 @@ def lstm_layer_outputs(keras_version, model, name, x):
     return keras_predict(k.Model(model.inputs, layer.output), x)
 
 
-@pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=["keras3-keras", "keras3-h5", "tf_keras-h5"])
+@pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=["keras3-keras", "keras3-h5", "tf_keras-h5", "tf_keras-keras"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_saved_model_matches_keras(name, keras_version, fmt, tmp_path):
     """predict, and every recurrent layer's outputs, equal Keras's, from the saved file."""
