@@ -42,6 +42,7 @@ def load(path, *, limits=None):
     if not isinstance(limits, Limits):
         raise refuse("limits", "a reflstm.Limits or None", limits)
     path = os.fspath(path)
+    _refuse_saved_model(path)
     magic = _first_bytes(path)
     where = f"{path!r}"
     if magic.startswith(_ZIP_MAGIC):
@@ -51,6 +52,16 @@ def load(path, *, limits=None):
     else:
         raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{where}, which is neither")
     return Model(config, weights, keras_version, limits)
+
+
+def _refuse_saved_model(path):
+    """A TensorFlow SavedModel (a folder with saved_model.pb, or that file) is named as such."""
+    folder = path if os.path.basename(path) != "saved_model.pb" else os.path.dirname(path) or "."
+    if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "saved_model.pb")):
+        raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)",
+                     f"{folder!r}, a TensorFlow SavedModel folder, whose graph and variables only TensorFlow "
+                     "reads: re-save it with Keras (tf_keras.models.load_model(folder).save('model.keras')), "
+                     "or load it with TensorFlow and use reflstm.Model.from_keras(model)")
 
 
 def _first_bytes(path):

@@ -193,6 +193,16 @@ def test_missing_file(tmp_path):
         reflstm.load(tmp_path / "nope.keras")
 
 
+def test_saved_model_folder_is_named_with_what_to_do(tmp_path):
+    """A TensorFlow SavedModel (tf_keras's save_format="tf") is told apart from a missing file."""
+    k = keras_module(2)
+    model = k.Sequential([k.layers.Input((5, 3)), k.layers.LSTM(4)])
+    model.save(tmp_path / "exported", save_format="tf")
+    for path in (tmp_path / "exported", tmp_path / "exported" / "saved_model.pb"):
+        with pytest.raises(reflstm.ReflstmError, match="a TensorFlow SavedModel folder.*save.*model.keras.*from_keras"):
+            reflstm.load(path)
+
+
 def test_not_a_model_file(tmp_path):
     """A file that is neither a zip archive nor HDF5 is refused."""
     path = tmp_path / "notes.keras"
