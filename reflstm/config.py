@@ -189,9 +189,8 @@ def parse_model(model_config, keras_version, limits):
     kind = top.str("class_name")
     if kind == "Sequential":
         config = top.raw("config")
-        if isinstance(config, list):
-            raise refuse("model config", "a Sequential config with a 'layers' list (Keras 2.3 and "
-                         "later)", "a bare list of layers (Keras 2.0-2.2)")
+        if isinstance(config, list):  # Keras 1 to 2.2 saved a Sequential as its bare list of layers
+            return _sequential(Fields({"layers": config}, "model config"), keras_version, limits)
         return _sequential(top.object("config"), keras_version, limits)
     if kind in ("Functional", "Model"):
         return _functional(top.object("config"), keras_version, limits)
@@ -432,9 +431,10 @@ def _layer_plan(entry, keras_version):
         raise refuse(f"layer {name!r}", "layers reflstm can run without executing code from the file",
                      "a Lambda layer (its Python code is never run)")
     _refuse_custom(entry, kind, f"layer {name!r}")
-    builder = _BUILDERS.get(kind)
+    builders = _builders(keras_version)
+    builder = builders.get(kind)
     if builder is None:
-        raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(_BUILDERS))})",
+        raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(builders))})",
                      f"class {kind!r}")
     _refuse_mixed_precision(name, config)
     shapes, build = builder(name, config, keras_version)
@@ -447,7 +447,16 @@ def _layer_plan(entry, keras_version):
 
 
 # The config fields that decide a layer's weight shapes, named when a shape disagrees.
-_SHAPE_FIELDS = ("units", "use_bias", "reset_after", "input_dim", "output_dim")
+_SHAPE_FIELDS = ("units", "use_bias", "reset_after", "input_dim", "output_dim", "bias", "consume_less")
+
+
+def _builders(keras_version):
+    """The layer builders for configs written by Keras `keras_version` (1, 2 or 3)."""
+    if keras_version == 1:
+        from reflstm.keras1 import BUILDERS  # Keras 1's names, read with this module's helpers
+
+        return BUILDERS
+    return _BUILDERS
 
 
 def _refuse_custom(entry, kind, where):
@@ -523,8 +532,9 @@ def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=No
         _, cell = _nested(config, "cell", ("GRUCell",), name)
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    # Keras 3's and tf_keras's GRU default to reset_after=True (only tf_keras's gru_v1 did not).
-    reset_after = cell.bool("reset_after", True)
+    # Keras 3 and tf_keras always save reset_after (their default is True); a Keras 2 config
+    # without it was written before Keras 2.1.3 added it, by a GRU that reset before U.
+    reset_after = cell.bool("reset_after", keras_version == 3)
     options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "GRU")
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
@@ -655,6 +665,28 @@ def _no_weights(make):
     return builder
 
 
+# Keras 1's Merge modes, by the layer of today's Keras that computes each (dot and cos are not run).
+MERGE_MODES = {"sum": "Add", "mul": "Multiply", "ave": "Average", "max": "Maximum", "concat": "Concatenate"}
+
+
+def _merge(name, config, keras_version):
+    """Keras 1's Merge layer (kept in Keras 2.0-2.2 as a legacy layer). A mode given as Python
+    code (mode_type "lambda") is never run."""
+    mode_type = config.str("mode_type", "raw")
+    if mode_type != "raw":
+        raise refuse(f"layer {name!r}: field 'mode'", "a named merge mode (a Python function is never run)",
+                     f"mode_type {mode_type!r}")
+    mode = config.str("mode", "sum")
+    if mode not in MERGE_MODES:
+        raise refuse(f"layer {name!r}: field 'mode'", f"one of {', '.join(map(repr, MERGE_MODES))}",
+                     repr(mode) + (" (not run by reflstm)" if mode in ("dot", "cos") else ""))
+    if mode == "concat":
+        layer = L.Concatenate(name, config.int("concat_axis", -1), min(keras_version, 2))
+    else:
+        layer = L.Merge(name, MERGE_MODES[mode], min(keras_version, 2))
+    return [], lambda arrays: layer
+
+
 _BUILDERS = {
     "LSTM": _recurrent_layer("LSTM"),
     "GRU": _recurrent_layer("GRU"),
@@ -674,6 +706,7 @@ _BUILDERS = {
     # A file's n must not make predict allocate without bound: a million steps is far beyond use.
     "RepeatVector": _no_weights(lambda name, c, kv: L.RepeatVector(name, c.int("n", minimum=1, maximum=10**6))),
     "Concatenate": _no_weights(lambda name, c, kv: L.Concatenate(name, c.int("axis", -1), kv)),
+    "Merge": _merge,  # Keras 2.0-2.2's legacy Merge (Keras 1's own)
     **{
         kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))
         for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")

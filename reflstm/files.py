@@ -18,6 +18,7 @@ import zipfile
 from reflstm.config import LayerPlan, parse_model
 from reflstm.errors import ReflstmError, refuse
 from reflstm.fields import kind_of
+from reflstm.keras1 import uses_keras1_names
 from reflstm.model import Model
 from reflstm.untrusted import (
     _ZIP_ERRORS, Limits, checked_dataset, child_group, in_child, over_budget, parse_json,
@@ -200,7 +201,9 @@ def _read_h5(path, where, limits):
                 raise refuse(where, "a whole saved model (with model_config)",
                              "an HDF5 file without one (weights only?)")
             config = parse_json(config_text, f"{where}: model_config", limits)
-            version = string_attribute(f, "keras_version", limits.max_config_bytes, where, default="2")
+            version = string_attribute(f, "keras_version", limits.max_config_bytes, where)
+            if version is None:  # Keras 1 did not record it
+                version = "1" if uses_keras1_names(config) else "2"
             keras_version = _major(version)
             plan = parse_model(config, keras_version, limits)
             root = child_group(f, "model_weights", where) or f
@@ -261,6 +264,7 @@ def _unflatten(counts, arrays):
 
 def _major(version):
     major = str(version).split(".")[0]
-    if major not in ("2", "3"):
-        raise refuse("keras_version", "a file saved by Keras 2 (tf_keras) or Keras 3", repr(version)[:40])
+    if major not in ("1", "2", "3"):
+        raise refuse("keras_version", "a file saved by Keras 1, Keras 2 (or tf_keras) or Keras 3",
+                     repr(version)[:40])
     return int(major)

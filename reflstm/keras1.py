@@ -1,0 +1,201 @@
+"""Keras 1 layer configs (Keras 1.0–1.2, 2016–2017), read into reflstm's layers.
+
+Keras 1 named things differently and stored recurrent weights per gate. Each builder here reads
+a Keras 1 config with Keras 1's names and defaults and predicts the arrays as Keras 1 stored
+them, then builds the layer today's Keras would compute the same thing with:
+
+    Keras 1                            today
+    output_dim                         units
+    inner_activation ("hard_sigmoid")  recurrent_activation, Keras 2's hard_sigmoid (0.2 x + 0.5)
+    bias (Dense)                       use_bias
+    LSTM [W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]   kernel, recurrent_kernel, bias (i, f, c, o)
+    GRU  [W_z, U_z, b_z, W_r, U_r, b_r, W_h, U_h, b_h]                  kernel, recurrent_kernel, bias (z, r, h);
+                                       r applied before U_h: reset_after=False
+    consume_less="gpu" (LSTM, GRU)     one W, U and b, already in today's gate order
+    Merge(mode=sum|mul|ave|max|concat) Add, Multiply, Average, Maximum, Concatenate
+
+Keras 1 computed a masked step as tf_keras does with zero_output_for_mask=False (the previous
+output, zeros before the first unmasked step, for the zero initial states Keras 1 always
+started from), Bidirectional included: Keras 1's Bidirectional did not zero its masked steps.
+Its backends (Theano, TensorFlow) computed the same for these layers, and Keras 1's
+hard_sigmoid is tf_keras's. Options that only mattered in training (init, W_regularizer,
+dropout_W, ...) are not read.
+"""
+
+import numpy as np
+
+from reflstm import layers as L
+from reflstm.config import _activation, _merge, _nested, _recurrent_options
+from reflstm.gru import GRU
+from reflstm.lstm import LSTM
+from reflstm.simple_rnn import SimpleRNN
+
+__all__ = ["BUILDERS", "uses_keras1_names"]
+
+# Keras 1's per-gate arrays (W, U, b for each), in the order Keras 1 listed them.
+_LSTM_GATES = "icfo"
+_GRU_GATES = "zrh"
+# The semantics of masks, activations and merges: Keras 1 computed them as tf_keras does.
+_SEMANTICS = 2
+
+
+def _options(name, config, kind, go_backwards, zero_output_for_mask, activations):
+    """The shared loop's options from a Keras 1 recurrent config (Keras 1 had no return_state
+    and never zeroed masked steps), with its activations (field: default) under today's names."""
+    options = _recurrent_options(name, config, _SEMANTICS, go_backwards, zero_output_for_mask, kind)
+    names = {"activation": "activation", "inner_activation": "recurrent_activation"}
+    for key, default in activations.items():
+        options[names[key]] = _activation(config, key, default, name)
+    return options
+
+
+def _per_gate(arrays, gates, order):
+    """kernel, recurrent_kernel, bias from Keras 1's [W_g, U_g, b_g for g in gates], in `order`."""
+    by_gate = {gate: arrays[3 * k : 3 * k + 3] for k, gate in enumerate(gates)}
+    return [np.concatenate([by_gate[g][part] for g in order], axis=-1) for part in range(3)]
+
+
+def _recurrent_shapes(units, gates, concatenated):
+    if concatenated:
+        return [(None, len(gates) * units), (units, len(gates) * units), (len(gates) * units,)]
+    return [(None, units), (units, units), (units,)] * len(gates)
+
+
+def _lstm(name, config, go_backwards=None, zero_output_for_mask=False):
+    """Keras 1's LSTM: i = σ(x W_i + h U_i + b_i), and so on; 12 arrays, or 3 with consume_less="gpu"."""
+    units = config.int("output_dim", minimum=1)
+    concatenated = config.str("consume_less", "cpu", choices=("cpu", "mem", "gpu")) == "gpu"
+    options = _options(name, config, "LSTM", go_backwards, zero_output_for_mask,
+                       {"activation": "tanh", "inner_activation": "hard_sigmoid"})
+
+    def build(arrays):
+        kernel, recurrent, bias = arrays if concatenated else _per_gate(arrays, _LSTM_GATES, "ifco")
+        return LSTM(kernel, recurrent, bias, **options)
+
+    return _recurrent_shapes(units, _LSTM_GATES, concatenated), build
+
+
+def _gru(name, config, go_backwards=None, zero_output_for_mask=False):
+    """Keras 1's GRU: h = z * h_prev + (1 - z) * tanh(x W_h + (r * h_prev) U_h + b_h); 9 arrays, or 3."""
+    units = config.int("output_dim", minimum=1)
+    concatenated = config.str("consume_less", "cpu", choices=("cpu", "mem", "gpu")) == "gpu"
+    options = _options(name, config, "GRU", go_backwards, zero_output_for_mask,
+                       {"activation": "tanh", "inner_activation": "hard_sigmoid"})
+
+    def build(arrays):
+        kernel, recurrent, bias = arrays if concatenated else _per_gate(arrays, _GRU_GATES, "zrh")
+        return GRU(kernel, recurrent, bias, reset_after=False, **options)
+
+    return _recurrent_shapes(units, _GRU_GATES, concatenated), build
+
+
+def _simple_rnn(name, config, go_backwards=None, zero_output_for_mask=False):
+    units = config.int("output_dim", minimum=1)
+    options = _options(name, config, "SimpleRNN", go_backwards, zero_output_for_mask, {"activation": "tanh"})
+
+    def build(arrays):
+        return SimpleRNN(*arrays, **options)
+
+    return [(None, units), (units, units), (units,)], build
+
+
+_RECURRENT = {"LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn}
+
+
+def _recurrent_layer(kind):
+    def builder(name, config, keras_version):
+        shapes, build = _RECURRENT[kind](name, config)
+        return shapes, lambda arrays: L.RecurrentLayer(name, build(arrays), kind)
+
+    return builder
+
+
+def _bidirectional(name, config, keras_version):
+    """Keras 1.2's Bidirectional: the wrapped layer and its copy with go_backwards flipped, their
+    arrays forward first; masked steps are not zeroed (Keras 1 had no zero_output_for_mask)."""
+    kind, inner = _nested(config, "layer", tuple(_RECURRENT), name)
+    forward_shapes, forward = _RECURRENT[kind](name, inner)
+    backward_shapes, backward = _RECURRENT[kind](name, inner, go_backwards=not inner.bool("go_backwards"))
+    merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
+    half = len(forward_shapes)
+
+    def build(arrays):
+        return L.Bidirectional(name, forward(arrays[:half]), backward(arrays[half:]), merge_mode)
+
+    return forward_shapes + backward_shapes, build
+
+
+def _dense(name, config, keras_version):
+    units = config.int("output_dim", minimum=1)
+    use_bias = config.bool("bias", True)
+    function = _activation(config, "activation", "linear", name) or "linear"
+
+    def build(arrays):
+        return L.Dense(name, arrays[0], arrays[1] if use_bias else None, function, _SEMANTICS)
+
+    return [(None, units)] + ([(units,)] if use_bias else []), build
+
+
+def _time_distributed(name, config, keras_version):
+    _, inner = _nested(config, "layer", ("Dense",), name)
+    return _dense(name, inner, keras_version)
+
+
+def _embedding(name, config, keras_version):
+    input_dim, output_dim = config.int("input_dim", minimum=1), config.int("output_dim", minimum=1)
+    mask_zero = config.bool("mask_zero")
+    return [(input_dim, output_dim)], lambda arrays: L.Embedding(name, arrays[0], mask_zero)
+
+
+def _no_weights(make):
+    def builder(name, config, keras_version):
+        layer = make(name, config)  # read every field now, before any weight
+        return [], lambda arrays: layer
+
+    return builder
+
+
+def _activation_layer(name, config):
+    return L.Activation(name, _activation(config, "activation", None, name) or "linear", _SEMANTICS)
+
+
+# Config fields only Keras 1 wrote, and fields only later Kerases write.
+_KERAS1_FIELDS = {"inner_activation", "init", "input_dtype", "consume_less", "W_regularizer", "p"}
+_LATER_FIELDS = {"units", "kernel_initializer", "embeddings_initializer", "rate", "dtype", "batch_shape"}
+
+
+def uses_keras1_names(model_config):
+    """Whether a model config from a file that does not say which Keras wrote it is Keras 1's.
+
+    Keras 2 and 3 always record their version, so tf_keras reads such a file as Keras 1; here a
+    config is taken for Keras 1's unless its layers (or the layers they wrap) use later names.
+    """
+    config = model_config.get("config") if isinstance(model_config, dict) else None
+    entries = config.get("layers") if isinstance(config, dict) else config
+    fields = set()
+    for entry in entries if isinstance(entries, list) else []:
+        inner = entry.get("config") if isinstance(entry, dict) else None
+        if isinstance(inner, dict):
+            fields.update(inner)
+            wrapped = inner.get("layer")
+            if isinstance(wrapped, dict) and isinstance(wrapped.get("config"), dict):
+                fields.update(wrapped["config"])
+    return bool(fields & _KERAS1_FIELDS) or not fields & _LATER_FIELDS
+
+
+BUILDERS = {
+    "LSTM": _recurrent_layer("LSTM"),
+    "GRU": _recurrent_layer("GRU"),
+    "SimpleRNN": _recurrent_layer("SimpleRNN"),
+    "Bidirectional": _bidirectional,
+    "Dense": _dense,
+    "TimeDistributed": _time_distributed,
+    "Embedding": _embedding,
+    "Merge": _merge,
+    "Masking": _no_weights(lambda name, c: L.Masking(name, float(c.number("mask_value", 0.0)))),
+    "Dropout": _no_weights(lambda name, c: L.Identity(name)),
+    "SpatialDropout1D": _no_weights(lambda name, c: L.Identity(name)),
+    "Activation": _no_weights(_activation_layer),
+    "Flatten": _no_weights(lambda name, c: L.Flatten(name)),
+    "RepeatVector": _no_weights(lambda name, c: L.RepeatVector(name, c.int("n", minimum=1, maximum=10**6))),
+}
