@@ -75,6 +75,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _model_file(command):
+    command.add_argument("file", help="the model: a .keras archive or an .h5 file (or a save_weights "
+                         "file, with --architecture)")
+    command.add_argument("--architecture", metavar="MODEL.json",
+                         help="the model's JSON (model.to_json()), when FILE holds only its weights")
+
+
+def _load(args):
+    return load(args.file, architecture=args.architecture)
+
+
 def _parser():
     parser = _Parser(
         prog="reflstm", description="Look inside a Keras model's LSTMs, GRUs and SimpleRNNs.",
@@ -83,12 +94,12 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="layers, and each recurrent layer's gate blocks and weight statistics")
-    inspect.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(inspect)
     inspect.set_defaults(run=inspect_command)
 
     trace = commands.add_parser("trace", help="every step's quantities of each recurrent layer (LSTM: i, f, c~, o, C, h; "
                                    "GRU: z, r, h~, h; SimpleRNN: h), to .npz or CSV files")
-    trace.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(trace)
     trace.add_argument("--input", required=True, help=INPUT_HELP)
     trace.add_argument("--layer", help="only this recurrent layer")
     trace.add_argument("--out", required=True,
@@ -103,12 +114,12 @@ def _parser():
     trace.set_defaults(run=trace_command)
 
     verify = commands.add_parser("verify", help="compare with Keras, layer by layer (needs Keras)")
-    verify.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(verify)
     verify.add_argument("--input", help=f"{INPUT_HELP} (default: random input of the model's shape)")
     verify.set_defaults(run=verify_command)
 
     explain = commands.add_parser("explain", help="one time step's arithmetic, with the real numbers")
-    explain.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(explain)
     explain.add_argument("--layer", required=True, help="the recurrent layer's name (see inspect)")
     explain.add_argument("--step", type=int, required=True, help="counted from 0, in processing order")
     explain.add_argument("--sample", type=int, default=0, help="which sample of the input, from 0 (default 0)")
@@ -119,7 +130,7 @@ def _parser():
     explain.set_defaults(run=explain_command)
 
     plot = commands.add_parser("plot", help="heatmaps of gates and states over time, as PNG")
-    plot.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(plot)
     plot.add_argument("--input", required=True, help=INPUT_HELP)
     plot.add_argument("--out", required=True, help="gates.png to write")
     plot.add_argument("--layer", help="the recurrent layer (default: the first)")
@@ -135,7 +146,7 @@ def _parser():
         description="Attribute the model's output to each input step and feature. Lags are counted back "
         "from the predicted step t, which is --horizon steps after the last input step: with the "
         "default 1 the last input step is t-1, as for a model that reads t-5 ... t-1 and predicts t.")
-    attribute.add_argument("file", help="the model: a .keras archive or an .h5 file")
+    _model_file(attribute)
     attribute.add_argument("--input", required=True, help=INPUT_HELP)
     attribute.add_argument("--horizon", type=int, default=1,
                            help="the predicted step t is this many steps after the last input step "
@@ -160,7 +171,7 @@ def _parser():
 
 
 def inspect_command(args):
-    model = load(args.file)
+    model = _load(args)
     print(f"{args.file}: model {model.name!r}, Keras {model.keras_version}")
     for name, shape in model.graph.input_shapes.items():
         print(f"  input {name!r}: shape {shape}")
@@ -217,7 +228,7 @@ def trace_command(args):
     as_csv = args.format == "csv" or (args.format is None and args.out.endswith(("/", os.sep)))
     out = _csv_folder(args.out) if as_csv else _writable(
         args.out, "--out", ".npz", hint=" (for CSV files in it, end the path with / or add --format csv)")
-    model = load(args.file)
+    model = _load(args)
     if args.dtype:
         model = model.astype(args.dtype)
     x = _read_input(args.input, model)
@@ -567,8 +578,8 @@ def model_dtype(model):
 
 
 def verify_command(args):
-    model = load(args.file)
-    keras_model = _keras_model(args.file, model.keras_version)
+    model = _load(args)
+    keras_model = _keras_model(args, model.keras_version)
     x = _read_input(args.input, model) if args.input else _random_input(model)
     tolerance = VERIFY_TOLERANCE[model_dtype(model)]
     # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
@@ -590,13 +601,22 @@ def verify_command(args):
     return 0 if worst <= tolerance else 1
 
 
-def _keras_model(path, keras_version):
+def _keras_model(args, keras_version):
+    """The file loaded by the Keras that wrote it (Keras 3, or tf_keras for Keras 2)."""
     from reflstm.keras_import import import_keras
 
+    if keras_version == 1:
+        raise refuse("verify", "a file that an installed Keras loads", "a Keras 1 file, which neither "
+                     "Keras 3 nor tf_keras loads any more (reflstm reads it as Keras 1 computed: see the README)")
     try:
         keras = import_keras(keras_version)
         saving = keras.saving if keras_version == 3 else keras.models
-        return saving.load_model(path, compile=False, safe_mode=True)
+        if args.architecture is None:
+            return saving.load_model(args.file, compile=False, safe_mode=True)
+        with open(args.architecture) as f:
+            model = keras.models.model_from_json(f.read())
+        model.load_weights(args.file)
+        return model
     except ImportError as error:
         raise refuse("Keras", f"{'keras' if keras_version == 3 else 'tf_keras'} installed to verify "
                      "against (pip install 'reflstm[keras]')", f"{error.name} is not installed") from None
@@ -636,7 +656,7 @@ def explain_command(args):
 
     if args.units < 1:
         raise refuse("--units", "a positive number of units", str(args.units))
-    model = load(args.file)
+    model = _load(args)
     source = args.input or "random input (no --input given)"
     x = _read_input(args.input, model) if args.input else _random_input(model)
     trace, label = _layer_trace(model, args.layer, x, args.direction)
@@ -669,7 +689,7 @@ def _pyplot():
 def plot_command(args):
     _plot_path(args.out, "--out")
     plt, MaxNLocator = _pyplot()
-    model = load(args.file)
+    model = _load(args)
     x = _read_input(args.input, model)
     trace, label = _layer_trace(model, args.layer, x)
     if not 0 <= args.sample < trace.h.shape[0]:
@@ -751,7 +771,7 @@ def attribute_command(args):
     if args.horizon < 0:
         raise refuse("--horizon", "a whole number of steps >= 0 (1: the step after the last input)",
                      str(args.horizon))
-    model = load(args.file)
+    model = _load(args)
     x = _read_input(args.input, model)
     args.target = args.target or ("layer" if args.layer else "output")
     if args.target == "output" and args.layer:

@@ -672,10 +672,13 @@ MERGE_MODES = {"sum": "Add", "mul": "Multiply", "ave": "Average", "max": "Maximu
 def _merge(name, config, keras_version):
     """Keras 1's Merge layer (kept in Keras 2.0-2.2 as a legacy layer). A mode given as Python
     code (mode_type "lambda") is never run."""
-    mode_type = config.str("mode_type", "raw")
-    if mode_type != "raw":
-        raise refuse(f"layer {name!r}: field 'mode'", "a named merge mode (a Python function is never run)",
-                     f"mode_type {mode_type!r}")
+    # Keras 1 stored a Python function as marshalled bytecode ("lambda") or a global's name
+    # ("function"): never run. output_shape is not needed; output_mask would change the mask.
+    for key, field in (("mode_type", "mode"), ("output_mask_type", "output_mask")):
+        kind = config.str(key, "raw")
+        if kind != "raw" or (field == "output_mask" and config.raw(field) is not None):
+            raise refuse(f"layer {name!r}: field {field!r}", "a named merge mode and no custom output_mask "
+                         "(a Python function is never run)", f"{key} {kind!r}")
     mode = config.str("mode", "sum")
     if mode not in MERGE_MODES:
         raise refuse(f"layer {name!r}: field 'mode'", f"one of {', '.join(map(repr, MERGE_MODES))}",

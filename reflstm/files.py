@@ -33,8 +33,13 @@ _CHILDREN = ("cell", "layer", "forward_layer", "backward_layer")
 _HDF5_MAGIC, _ZIP_MAGIC = b"\x89HDF\r\n\x1a\n", b"PK\x03\x04"
 
 
-def load(path, *, limits=None):
+def load(path, *, architecture=None, limits=None):
     """The `Model` saved at `path`: a Keras 3 ``.keras`` archive or a legacy HDF5 ``.h5`` file.
+
+    A weights-only file (``save_weights``: a legacy ``.h5`` or Keras 3's ``.weights.h5``) loads
+    with its `architecture`: the model's JSON (``model.to_json()``), as text, a parsed dict, or a
+    path. Weights are matched to layers by layer name; a layer whose weights are missing or of
+    another shape is refused by name.
 
     `limits` (a `reflstm.Limits`) bounds what the file may make reflstm read; every refusal is a
     `ReflstmError` that names what was wrong.
@@ -46,13 +51,44 @@ def load(path, *, limits=None):
     _refuse_saved_model(path)
     magic = _first_bytes(path)
     where = f"{path!r}"
-    if magic.startswith(_ZIP_MAGIC):
+    if architecture is not None:
+        if magic != _HDF5_MAGIC:
+            raise refuse("path", "an HDF5 weights file (save_weights) to go with the architecture",
+                         f"{where}, which is not HDF5")
+        config, weights, keras_version = _read_weights_only(path, _architecture(architecture, limits),
+                                                            where, limits)
+    elif magic.startswith(_ZIP_MAGIC):
         config, weights, keras_version = _read_keras_archive(path, where, limits)
     elif magic == _HDF5_MAGIC:
         config, weights, keras_version = _read_h5(path, where, limits)
     else:
         raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{where}, which is neither")
     return Model(config, weights, keras_version, limits)
+
+
+def _architecture(architecture, limits):
+    """A model's JSON (``to_json()``): text, a parsed dict, or the path of a file holding it."""
+    if isinstance(architecture, dict):
+        return architecture
+    if isinstance(architecture, os.PathLike) or (
+        isinstance(architecture, str) and not architecture.lstrip().startswith(("{", "["))
+    ):
+        path = os.fspath(architecture)
+        regular_file(path, "architecture", "JSON file")
+        size = os.stat(path).st_size
+        if size > limits.max_config_bytes:
+            raise over_budget(f"architecture {path!r}", "max_config_bytes", limits.max_config_bytes, size)
+        with open(path, "rb") as f:
+            architecture = f.read(limits.max_config_bytes + 1)
+        where = f"architecture {path!r}"
+    elif isinstance(architecture, (str, bytes)):
+        where = "architecture"
+    else:
+        raise refuse("architecture", "a model's JSON (text, a dict, or a file's path)", architecture)
+    config = parse_json(architecture, where, limits)
+    if not isinstance(config, dict):
+        raise refuse(where, "a model's JSON object (model.to_json())", kind_of(config))
+    return config
 
 
 def _refuse_saved_model(path):
@@ -198,28 +234,65 @@ def _read_h5(path, where, limits):
         with h5py.File(path, "r") as f:
             config_text = string_attribute(f, "model_config", limits.max_config_bytes, where)
             if config_text is None:
-                raise refuse(where, "a whole saved model (with model_config)",
-                             "an HDF5 file without one (weights only?)")
+                raise refuse(where, "a whole saved model (with model_config)", "an HDF5 file without "
+                             "one (weights only? pass the model's JSON as architecture=)")
             config = parse_json(config_text, f"{where}: model_config", limits)
             version = string_attribute(f, "keras_version", limits.max_config_bytes, where)
             if version is None:  # Keras 1 did not record it
                 version = "1" if uses_keras1_names(config) else "2"
             keras_version = _major(version)
+            _refuse_keras_2_0_gru(config, version)
             plan = parse_model(config, keras_version, limits)
-            root = child_group(f, "model_weights", where) or f
-            found = {}
-            for name, layer in _weighted(plan):
-                group = child_group(root, name, where)
-                names = [] if group is None else string_attribute(
-                    group, "weight_names", limits.max_config_bytes, f"{where}: layer {name!r}",
-                    default=[], max_items=limits.max_layers)
-                found[name] = [(group, weight) for weight in names]
-            header, arrays = _read_checked(plan, found, where, limits)
+            header, arrays = _h5_weights(child_group(f, "model_weights", where) or f, plan, where, limits)
             header.update(config=config_text, keras_version=keras_version)
             return header, arrays
 
     header, arrays = in_child(work, limits, where)
     config = parse_json(header["config"], f"{where}: model_config", limits)
+    return config, _unflatten(header["counts"], arrays), header["keras_version"]
+
+
+def _h5_weights(root, plan, where, limits):
+    """The checked weights of a legacy HDF5 file: one group per layer, found by the layer's name,
+    listing its arrays in its weight_names attribute."""
+    found = {}
+    for name, layer in _weighted(plan):
+        group = child_group(root, name, where)
+        if group is None and layer.shapes:
+            raise refuse(f"{where}: layer {name!r}", f"its {len(layer.shapes)} weight arrays (layers are "
+                         "matched by name)", "no group of that name in the file")
+        names = [] if group is None else string_attribute(
+            group, "weight_names", limits.max_config_bytes, f"{where}: layer {name!r}",
+            default=[], max_items=limits.max_layers)
+        found[name] = [(group, weight) for weight in names]
+    return _read_checked(plan, found, where, limits)
+
+
+def _read_weights_only(path, config, where, limits):
+    """A save_weights file and the model's JSON: the Keras that wrote the JSON decides (to_json
+    records keras_version, or Keras 3's module), else the weights file's own attribute."""
+    version = config.get("keras_version")
+    version = version if isinstance(version, str) else "3" if "module" in config else None
+
+    def work():
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            saved_by = version or string_attribute(f, "keras_version", limits.max_config_bytes, where)
+            keras3_layout = "layer_names" not in f.attrs and child_group(f, "layers", where) is not None
+            if saved_by is None:
+                saved_by = "3" if keras3_layout else "1" if uses_keras1_names(config) else "2"
+            keras_version = _major(saved_by)
+            _refuse_keras_2_0_gru(config, saved_by)
+            plan = parse_model(config, keras_version, limits)
+            if keras3_layout:
+                header, arrays = _keras_weights(f, plan, where, limits)
+            else:
+                header, arrays = _h5_weights(child_group(f, "model_weights", where) or f, plan, where, limits)
+            header.update(keras_version=keras_version)
+            return header, arrays
+
+    header, arrays = in_child(work, limits, where)
     return config, _unflatten(header["counts"], arrays), header["keras_version"]
 
 
@@ -260,6 +333,21 @@ def _unflatten(counts, arrays):
         weights[name] = arrays[start : start + count]
         start += count
     return weights
+
+
+def _refuse_keras_2_0_gru(config, version):
+    """Keras 2.0.0 and 2.0.1's GRU with implementation=1 took its candidate's input term from the
+    reset gate's kernel (fixed in 2.0.2): a function reflstm does not reproduce, so it is refused."""
+    if version not in ("2.0.0", "2.0.1"):
+        return
+    inner = config.get("config") if isinstance(config, dict) else None
+    entries = inner.get("layers") if isinstance(inner, dict) else inner
+    for entry in entries if isinstance(entries, list) else []:
+        fields = entry.get("config") if isinstance(entry, dict) else None
+        if entry.get("class_name") == "GRU" and isinstance(fields, dict) and fields.get("implementation") == 1:
+            raise refuse(f"layer {fields.get('name')!r}", "a GRU as Keras computes it today", f"Keras {version}'s "
+                         "GRU with implementation=1, whose candidate used the reset gate's input kernel (a "
+                         "bug fixed in Keras 2.0.2; reflstm does not reproduce it)")
 
 
 def _major(version):

@@ -190,6 +190,7 @@ BUILDERS = {
     "Bidirectional": _bidirectional,
     "Dense": _dense,
     "TimeDistributed": _time_distributed,
+    "TimeDistributedDense": _dense,  # Keras 1's Dense over every step (deprecated in favour of the above)
     "Embedding": _embedding,
     "Merge": _merge,
     "Masking": _no_weights(lambda name, c: L.Masking(name, float(c.number("mask_value", 0.0)))),

@@ -167,3 +167,33 @@ def test_keras1_lambda_merge_is_refused(tmp_path):
         f.attrs["model_config"] = json.dumps(config).encode()
     with pytest.raises(reflstm.ReflstmError, match="layer 'merge_1': field 'mode'.*never run.*lambda"):
         reflstm.load(path)
+
+
+def test_keras_2_0_1_gru_with_its_bug_is_refused(tmp_path):
+    """Keras 2.0.0/2.0.1's GRU(implementation=1) computed its candidate from the reset gate's
+    input kernel (fixed in 2.0.2): refused, not silently computed as today's GRU."""
+    model = build(lambda k: k.Sequential([
+        k.Input((TIMESTEPS, FEATURES)), k.layers.GRU(3, reset_after=False, implementation=1, name="gru_1")]))
+    path = save_keras2_early(model, tmp_path / "model.h5", "2.0.1")
+    with pytest.raises(reflstm.ReflstmError, match="layer 'gru_1'.*Keras 2.0.1's GRU with implementation=1"):
+        reflstm.load(path)
+    reflstm.load(save_keras2_early(model, tmp_path / "fixed.h5", "2.0.2"))
+
+
+def test_keras1_time_distributed_dense(tmp_path):
+    """Keras 1's TimeDistributedDense layer: a Dense over every step, its W and b."""
+    model = build(lambda k: k.Sequential([
+        k.Input((TIMESTEPS, FEATURES)), k.layers.Masking(name="masking_1"),
+        k.layers.LSTM(4, return_sequences=True, recurrent_activation="hard_sigmoid", name="lstm_1"),
+        k.layers.TimeDistributed(k.layers.Dense(2, name="dense_1"), name="timedistributed_1")]))
+    path = save_keras1(model, tmp_path / "model.h5")
+    import h5py, json
+
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        entry = config["config"][-1]
+        entry.update(class_name="TimeDistributedDense",
+                     config={**entry["config"]["layer"]["config"], "name": "timedistributed_1", "input_length": None})
+        f.attrs["model_config"] = json.dumps(config).encode()
+    x = model_inputs(model)
+    assert_close(reflstm.load(path).predict(x), predictions(model, x))

@@ -87,3 +87,32 @@ def test_dl4j_saved_model(name):
     ref = reflstm.load(PUBLISHED / name)
     assert ref.keras_version == keras_version
     np.testing.assert_allclose(ref.predict(x), expected, rtol=2e-6, atol=2e-6)
+
+
+def _published(name):
+    if not (PUBLISHED / name).exists():
+        pytest.skip(f"{name} (deeplearning4j's test resources, Apache-2.0) is not committed here; set "
+                    "REFLSTM_PUBLISHED to a folder holding it (tests/published/SOURCES.md says where it comes from)")
+    return PUBLISHED / name
+
+
+def test_dl4j_keras1_weights_only():
+    """Keras 1.2.2's save_weights file (no keras_version) with its to_json architecture."""
+    import h5py
+
+    weights = _published("dl4j_keras1_tf_lstm_dense_weights.h5")
+    ref = reflstm.load(weights, architecture=_published("dl4j_keras1_tf_lstm_dense_config.json"))
+    assert ref.keras_version == 1
+    with h5py.File(_published("dl4j_keras1_tf_lstm_dense_io.h5"), "r") as f:
+        x, expected = np.asarray(f["inputs/lstm_input_1"]), np.asarray(f["predictions/dense_1"])
+    np.testing.assert_allclose(ref.predict(x), expected, rtol=2e-6, atol=2e-6)
+
+
+def test_dl4j_keras2_theano_two_lstms_over_four_steps():
+    """Keras 2.0.8 on Theano: save_weights + to_json, 283 four-step sequences and their predictions."""
+    weights = _published("dl4j_keras2_th_lstm2_weights.h5")
+    ref = reflstm.load(weights, architecture=_published("dl4j_keras2_th_lstm2_config.json"))
+    rows = np.loadtxt(_published("dl4j_keras2_th_lstm2_sequences.csv"), delimiter=";", dtype="float32")
+    x = rows[:, :12].reshape(-1, 4, 12)
+    expected = np.load(_published("dl4j_keras2_th_lstm2_predictions.npy"))
+    np.testing.assert_allclose(ref.predict(x)[:, 0], expected, rtol=0, atol=1e-6)
