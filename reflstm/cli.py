@@ -172,7 +172,7 @@ def _parser():
 
 def inspect_command(args):
     model = _load(args)
-    print(f"{args.file}: model {model.name!r}, Keras {model.keras_version}")
+    print(f"{args.file}: model {model.name!r}, saved by {model.saved_by}")
     for name, shape in model.graph.input_shapes.items():
         print(f"  input {name!r}: shape {shape}")
     for name, layer in model.layers.items():

@@ -55,15 +55,16 @@ def load(path, *, architecture=None, limits=None):
         if magic != _HDF5_MAGIC:
             raise refuse("path", "an HDF5 weights file (save_weights) to go with the architecture",
                          f"{where}, which is not HDF5")
-        config, weights, keras_version = _read_weights_only(path, _architecture(architecture, limits),
-                                                            where, limits)
+        config, weights, version = _read_weights_only(path, _architecture(architecture, limits), where, limits)
     elif magic.startswith(_ZIP_MAGIC):
-        config, weights, keras_version = _read_keras_archive(path, where, limits)
+        config, weights, version = _read_keras_archive(path, where, limits)
     elif magic == _HDF5_MAGIC:
-        config, weights, keras_version = _read_h5(path, where, limits)
+        config, weights, version = _read_h5(path, where, limits)
     else:
         raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{where}, which is neither")
-    return Model(config, weights, keras_version, limits)
+    model = Model(config, weights, _major(version), limits)
+    model.saved_by = f"Keras {version}"
+    return model
 
 
 def _architecture(architecture, limits):
@@ -140,8 +141,8 @@ def _read_keras_archive(path, where, limits):
         if not isinstance(metadata, dict):
             raise refuse(f"{where}: metadata.json", "a JSON object", kind_of(metadata))
     version = metadata.get("keras_version", "3")
-    keras_version = _major(version if isinstance(version, str) else repr(version))
-    plan = parse_model(config, keras_version, limits)
+    version = version if isinstance(version, str) else repr(version)
+    plan = parse_model(config, _major(version), limits)
     weights_file = members.pop("model.weights.h5")
 
     def work():
@@ -151,7 +152,7 @@ def _read_keras_archive(path, where, limits):
             return _keras_weights(f, plan, f"{where}: model.weights.h5", limits)
 
     header, arrays = in_child(work, limits, f"{where}: model.weights.h5")
-    return config, _unflatten(header["counts"], arrays), keras_version
+    return config, _unflatten(header["counts"], arrays), version
 
 
 def _keras_weights(f, plan, where, limits):
@@ -244,12 +245,12 @@ def _read_h5(path, where, limits):
             _refuse_keras_2_0_gru(config, version)
             plan = parse_model(config, keras_version, limits)
             header, arrays = _h5_weights(child_group(f, "model_weights", where) or f, plan, where, limits)
-            header.update(config=config_text, keras_version=keras_version)
+            header.update(config=config_text, version=_described(f, version, limits, where))
             return header, arrays
 
     header, arrays = in_child(work, limits, where)
     config = parse_json(header["config"], f"{where}: model_config", limits)
-    return config, _unflatten(header["counts"], arrays), header["keras_version"]
+    return config, _unflatten(header["counts"], arrays), header["version"]
 
 
 def _h5_weights(root, plan, where, limits):
@@ -289,11 +290,11 @@ def _read_weights_only(path, config, where, limits):
                 header, arrays = _keras_weights(f, plan, where, limits)
             else:
                 header, arrays = _h5_weights(child_group(f, "model_weights", where) or f, plan, where, limits)
-            header.update(keras_version=keras_version)
+            header.update(version=_described(f, saved_by, limits, where))
             return header, arrays
 
     header, arrays = in_child(work, limits, where)
-    return config, _unflatten(header["counts"], arrays), header["keras_version"]
+    return config, _unflatten(header["counts"], arrays), header["version"]
 
 
 def _weighted(plan):
@@ -333,6 +334,12 @@ def _unflatten(counts, arrays):
         weights[name] = arrays[start : start + count]
         start += count
     return weights
+
+
+def _described(f, version, limits, where):
+    """`version`, with the backend an .h5 file records (Keras 2 wrote it; Keras 1 did not)."""
+    backend = string_attribute(f, "backend", limits.max_config_bytes, where)
+    return f"{version} ({backend[:40]} backend)" if isinstance(backend, str) else version
 
 
 def _refuse_keras_2_0_gru(config, version):

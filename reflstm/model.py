@@ -22,6 +22,8 @@ class Model:
     layers it can run are those of `reflstm.config`; masks travel between them as in Keras.
     """
 
+    saved_by = None  # which Keras wrote the file `reflstm.load` read, e.g. "Keras 2.1.6 (tensorflow backend)"
+
     def __init__(self, model_config, weights, keras_version, limits=None):
         self._config, self._weights = model_config, weights
         self.keras_version = keras_version

@@ -125,9 +125,11 @@ def _write(path, model_config, layers, attributes):
                 group.create_dataset(weight_name, data=array)
 
 
-def save_keras1(model, path, backend="theano", consume_less="cpu", input_dtype="float32"):
-    """`model` (tf_keras) saved as Keras 1.2 saved it: no keras_version attribute, Keras 1 names,
-    per-gate arrays; a Sequential as its bare list of layers, a functional model as "Model"."""
+def save_keras1(model, path, backend="theano", consume_less="cpu", input_dtype="float32", version="1.2.2"):
+    """`model` (tf_keras) saved as Keras 1.2 saved it: keras_version "1.x" (save_model wrote it from
+    1.0.7 on) and no backend attribute, Keras 1 names, per-gate arrays; a Sequential as its bare
+    list of layers, a functional model as "Model". `backend` only names the weights' form: Theano
+    names have no ":0"."""
     sequential = type(model).__name__ == "Sequential"
     entries, layers = [], []
     config = model.get_config()
@@ -158,7 +160,9 @@ def save_keras1(model, path, backend="theano", consume_less="cpu", input_dtype="
             "input_layers": [t[:3] for t in config["input_layers"]],
             "output_layers": [t[:3] for t in config["output_layers"]],
         }}
-    _write(path, model_config, layers, {"backend": backend})
+    if backend == "tensorflow":
+        layers = [(name, arrays, [f"{n}:0" for n in names]) for name, arrays, names in layers]
+    _write(path, model_config, layers, {"keras_version": version} if version else {})
     return path
 
 
