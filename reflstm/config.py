@@ -672,6 +672,10 @@ MERGE_MODES = {"sum": "Add", "mul": "Multiply", "ave": "Average", "max": "Maximu
 def _merge(name, config, keras_version):
     """Keras 1's Merge layer (kept in Keras 2.0-2.2 as a legacy layer). A mode given as Python
     code (mode_type "lambda") is never run."""
+    if config.raw("layers") is not None:
+        raise refuse(f"layer {name!r}", "a Merge of tensors in a functional model",
+                     "a Merge of Sequential models (Keras 1's branched Sequential), which reflstm does not "
+                     "read: rebuild it as a functional model with a Concatenate or Add layer")
     # Keras 1 stored a Python function as marshalled bytecode ("lambda") or a global's name
     # ("function"): never run. output_shape is not needed; output_mask would change the mask.
     for key, field in (("mode_type", "mode"), ("output_mask_type", "output_mask")):

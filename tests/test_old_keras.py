@@ -209,3 +209,13 @@ def test_inspect_says_which_keras_wrote_the_file(tmp_path):
                        (save_keras2_early(model, tmp_path / "k2.h5", "2.1.6"), "saved by Keras 2.1.6 (tensorflow backend)")]:
         run = subprocess.run([sys.executable, "-m", "reflstm", "inspect", str(path)], capture_output=True, text=True)
         assert run.returncode == 0 and says in run.stdout.splitlines()[0], run.stdout + run.stderr
+
+
+def test_keras1_merge_of_sequential_branches_is_refused_by_name():
+    """Keras 1's Sequential whose first layer merges Sequential branches is named, not misread."""
+    branch = {"class_name": "Sequential", "config": [
+        {"class_name": "Dense", "config": {"name": "dense_1", "output_dim": 2, "batch_input_shape": [None, 3]}}]}
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "Merge", "config": {"name": "merge_1", "mode": "concat", "layers": [branch, branch]}}]}
+    with pytest.raises(reflstm.ReflstmError, match="layer 'merge_1'.*Merge of Sequential models"):
+        reflstm.Model(config, {}, 1)
