@@ -198,6 +198,10 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
     if isinstance(target, LSTM):
         f = _LSTMTarget(target, unit, readout, mask, function)
     elif hasattr(target, "predict") and hasattr(target, "graph"):
+        if getattr(target, "stateful_layers", None):
+            raise refuse("target", "a Model without stateful layers (attribution runs it many times, "
+                         "and each run would move their states)",
+                         f"stateful layers {', '.join(map(repr, target.stateful_layers))}")
         f = _ModelTarget(target, unit, function)
     else:
         raise refuse("target", "a reflstm.LSTM or reflstm.Model", type(target).__name__)

@@ -11,6 +11,11 @@
 An input X is a .npy file, an .npz holding one array, or a .csv file (CSV_LAYOUT says how its
 rows are laid out).
 
+A model with stateful layers starts every command from zero states, as Keras reloads the file;
+trace and verify run its input in consecutive batches of the model's batch size, each starting
+from the states the one before ended in (as Keras's predict does); explain and plot show one
+batch.
+
 Every failure prints one line on stderr and exits non-zero: 2 for bad input or an unsupported
 model, 1 when `verify` finds a difference above tolerance or `diagnose` finds no fix, 3 for an
 unexpected error (reported in one line too).
@@ -109,8 +114,9 @@ def _parser():
     trace.add_argument("--format", choices=["npz", "csv"],
                        help="npz (default), or csv: a folder of CSV files (default when --out ends in '/')")
     trace.add_argument("--dtype", choices=["float32", "float64"], help="compute in this dtype")
-    trace.add_argument("--chunk", type=int, default=TRACE_CHUNK,
-                       help=f"samples traced at a time (default {TRACE_CHUNK}); memory is one chunk's trace")
+    trace.add_argument("--chunk", type=int,
+                       help=f"samples traced at a time (default {TRACE_CHUNK}; a stateful model's batch "
+                       "size, its only one); memory is one chunk's trace")
     trace.set_defaults(run=trace_command)
 
     verify = commands.add_parser("verify", help="compare with Keras, layer by layer (needs Keras)")
@@ -175,8 +181,15 @@ def inspect_command(args):
     print(f"{args.file}: model {model.name!r}, saved by {model.saved_by}")
     for name, shape in model.graph.input_shapes.items():
         print(f"  input {name!r}: shape {shape}")
+    stateful = model.stateful_layers
+    if stateful:
+        several = len(stateful) > 1
+        print(f"  stateful: layer{'s' if several else ''} {', '.join(map(repr, stateful))} "
+              f"{'carry their' if several else 'carries its'} states from one batch of "
+              f"{model.batch_size} samples to the next; every command starts them at zero, as Keras "
+              "does when it loads the file")
     for name, layer in model.layers.items():
-        print(f"  layer {name!r}: {_keras_class(layer)}")
+        print(f"  layer {name!r}: {_keras_class(layer)}{' (stateful)' if name in stateful else ''}")
     for name, layer in model.recurrent_layers.items():
         for label, cell in _directions(layer):
             print()
@@ -233,6 +246,13 @@ def trace_command(args):
         model = model.astype(args.dtype)
     x = _read_input(args.input, model)
     names = _lstm_names(model, args.layer)
+    if model.batch_size is not None:  # stateful: one batch at a time, the states carried on
+        if args.chunk not in (None, model.batch_size):
+            raise refuse("--chunk", f"{model.batch_size} or none, the batch size of this stateful model",
+                         str(args.chunk))
+        _whole_batches(model, x)
+        args.chunk = model.batch_size
+    args.chunk = TRACE_CHUNK if args.chunk is None else args.chunk
     if args.chunk < 1:
         raise refuse("--chunk", "a positive number of samples", str(args.chunk))
     total = x.shape[0]
@@ -328,6 +348,22 @@ def _quantities(trace):
     if isinstance(trace, SimpleRNNTrace):
         return QUANTITIES_OF["SimpleRNN"]
     return QUANTITIES
+
+
+def _whole_batches(model, x):
+    """A stateful model's input: a whole number of batches of its batch size."""
+    batch = model.batch_size
+    if _count(x) % batch:
+        raise refuse("--input", f"a multiple of {batch} samples (the model is stateful: it runs batches "
+                     f"of {batch}, each from the states the one before ended in)",
+                     f"{_count(x)} samples")
+
+
+def _one_batch(model, x):
+    """explain and plot show one call: for a stateful model, one batch, from zero states."""
+    if model.batch_size is not None and _count(x) != model.batch_size:
+        raise refuse("--input", f"{model.batch_size} samples, one batch of this stateful model "
+                     "(shown from zero states, as after loading)", f"{_count(x)} samples")
 
 
 def _progress(done, total):
@@ -554,7 +590,7 @@ def _random_input(model, seed=0):
         shape = model.graph.input_shapes.get(name)
         if shape is None:
             raise refuse("--input", "an input file (the model does not record its input shape)", "none")
-        shape = (2,) + tuple(10 if s is None else s for s in shape[1:])
+        shape = (model.batch_size or 2,) + tuple(10 if s is None else s for s in shape[1:])
         embedding = _embedding_after(model, name)
         if embedding is not None:
             inputs.append(rng.integers(0, embedding.embeddings.shape[0], shape))
@@ -582,14 +618,26 @@ def verify_command(args):
     keras_model = _keras_model(args, model.keras_version)
     x = _read_input(args.input, model) if args.input else _random_input(model)
     tolerance = VERIFY_TOLERANCE[model_dtype(model)]
-    # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
-    rows = [("model output", _as_list(keras_model(x, training=False)), _as_list(model.predict(x)))]
-    traces = model.trace(x)
+    # A stateful model runs batch after batch, from zero states (Keras's and ours, reset before
+    # each comparison); any other model in one call.
+    size = model.batch_size or _count(x)
+    if model.batch_size is not None:
+        _whole_batches(model, x)
+    batches = [_batch(x, start, size) for start in range(0, _count(x), size)]
+
+    def keras_run(function):
+        _reset_keras_states(keras_model)
+        # Keras is called eagerly: its graph-mode predict rounds float64 models at ~1e-8 (README).
+        parts = [_as_list(function(batch, training=False)) for batch in batches]
+        return [np.concatenate(arrays) for arrays in zip(*parts)]
+
+    rows = [("model output", keras_run(keras_model), _as_list(model.predict(x)))]
+    model.reset_state()
+    traces = [model.trace(batch) for batch in batches]
     for name, layer in model.recurrent_layers.items():
-        keras_layer = keras_model.get_layer(name)
-        outputs = _as_list(_intermediate(keras_model, keras_layer)(x, training=False))
-        ours = layer.outputs_from_trace(traces[name])
-        rows.append((f"layer {name!r} outputs", outputs, ours))
+        outputs = keras_run(_intermediate(keras_model, keras_model.get_layer(name)))
+        parts = [layer.outputs_from_trace(trace[name]) for trace in traces]
+        rows.append((f"layer {name!r} outputs", outputs, [np.concatenate(a) for a in zip(*parts)]))
     worst = 0.0
     for label, theirs, ours in rows:
         difference = max(_relative_difference(a, b) for a, b in zip(ours, theirs))
@@ -599,6 +647,22 @@ def verify_command(args):
     print(f"{verdict}: largest difference {worst:.3g}, tolerance {tolerance:g} "
           f"({model_dtype(model)}, relative to max(1, |Keras|))")
     return 0 if worst <= tolerance else 1
+
+
+def _count(x):
+    return (x[0] if isinstance(x, list) else x).shape[0]
+
+
+def _batch(x, start, size):
+    """Samples start .. start + size of an input (a list for several inputs)."""
+    return [a[start : start + size] for a in x] if isinstance(x, list) else x[start : start + size]
+
+
+def _reset_keras_states(keras_model):
+    """Zero the states of a Keras model's stateful layers (Keras 3: reset_state, tf_keras: reset_states)."""
+    for layer in keras_model.layers:
+        if getattr(layer, "stateful", False):
+            (getattr(layer, "reset_state", None) or layer.reset_states)()
 
 
 def _keras_model(args, keras_version):
@@ -659,6 +723,7 @@ def explain_command(args):
     model = _load(args)
     source = args.input or "random input (no --input given)"
     x = _read_input(args.input, model) if args.input else _random_input(model)
+    _one_batch(model, x)
     trace, label = _layer_trace(model, args.layer, x, args.direction)
     batch, timesteps = trace.h.shape[:2]
     if not 0 <= args.step < timesteps:
@@ -691,6 +756,7 @@ def plot_command(args):
     plt, MaxNLocator = _pyplot()
     model = _load(args)
     x = _read_input(args.input, model)
+    _one_batch(model, x)
     trace, label = _layer_trace(model, args.layer, x)
     if not 0 <= args.sample < trace.h.shape[0]:
         raise refuse("--sample", f"a sample in 0..{trace.h.shape[0] - 1}", str(args.sample))
@@ -772,6 +838,10 @@ def attribute_command(args):
         raise refuse("--horizon", "a whole number of steps >= 0 (1: the step after the last input)",
                      str(args.horizon))
     model = _load(args)
+    if model.stateful_layers:
+        raise refuse("FILE", "a model without stateful layers (attribution runs the model many times, "
+                     "and a stateful model's output depends on the states earlier calls leave)",
+                     f"stateful layers {', '.join(map(repr, model.stateful_layers))}")
     x = _read_input(args.input, model)
     args.target = args.target or ("layer" if args.layer else "output")
     if args.target == "output" and args.layer:

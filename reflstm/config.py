@@ -571,15 +571,13 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
 
 def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, kind):
     """The options the shared loop takes, from a recurrent layer's config (`kind`: reflstm's class)."""
-    if config.bool("stateful"):
-        raise refuse(f"layer {name!r}", "stateful=False in a whole model (convert a stateful layer "
-                     f"with reflstm.{kind}.from_keras)", "stateful=True")
     if config.bool("time_major"):
         raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
     return dict(
         return_sequences=config.bool("return_sequences"),
         return_state=config.bool("return_state"),
         go_backwards=config.bool("go_backwards") if go_backwards is None else go_backwards,
+        stateful=config.bool("stateful"),  # zero state at load, as Keras reloads it (reflstm.model)
         zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
                               else zero_output_for_mask),
         keras_version=keras_version,

@@ -295,6 +295,28 @@ class RecurrentLayer:
         """The Keras class the layer stands for: "LSTM", "GRU" or "SimpleRNN"."""
         return type(self.cell).__name__
 
+    @property
+    def cells(self):
+        """The reflstm recurrent layers inside: (cell,) here, (forward, backward) in a Bidirectional."""
+        return (self.cell,)
+
+    @property
+    def stateful(self):
+        return self.cell.stateful
+
+    @property
+    def states(self):
+        """The carried states of a stateful layer ([h, c] for an LSTM, [h] otherwise), each
+        (batch, units), as Keras's ``layer.states``; None when not stateful."""
+        return _states(self.cells)
+
+    def reset_state(self):
+        """Set the carried states to zeros (shape kept), as Keras's ``layer.reset_state()``."""
+        for cell in self.cells:
+            cell.reset_state()
+
+    reset_states = reset_state  # tf_keras's name
+
     def __call__(self, inputs, masks, traces=None, use_mask=True):
         """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
         x, *state = inputs
@@ -372,9 +394,37 @@ class Bidirectional:
     backward: Recurrent
     merge_mode: "str | None"
 
+    def __post_init__(self):
+        if self.forward.stateful != self.backward.stateful:
+            # keras bidirectional.py checks that both layers agree on stateful.
+            raise refuse(f"layer {self.name!r}", "forward and backward layers that are both stateful "
+                         "or both not", f"stateful={self.forward.stateful} forward, "
+                         f"stateful={self.backward.stateful} backward")
+
     @property
     def kind(self):
         return "Bidirectional"
+
+    @property
+    def cells(self):
+        return (self.forward, self.backward)
+
+    @property
+    def stateful(self):
+        return self.forward.stateful
+
+    @property
+    def states(self):
+        """The forward layer's carried states, then the backward layer's (Keras's
+        ``Bidirectional.states``); None when not stateful."""
+        return _states(self.cells)
+
+    def reset_state(self):
+        """Set both directions' carried states to zeros, as Keras's ``reset_state()`` does."""
+        for cell in self.cells:
+            cell.reset_state()
+
+    reset_states = reset_state  # tf_keras's name
 
     def __call__(self, inputs, masks, traces=None, use_mask=True):
         """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
@@ -403,8 +453,11 @@ class Bidirectional:
         _require_backward(self.name, self.backward)
         x, *state = inputs
         forward_state, backward_state = _split_states(state)
+        carried = [cell.states for cell in self.cells]
         y_raw = self.forward(x, mask=masks[0], initial_state=forward_state)
         y_rev_raw = self.backward(x, mask=masks[0], initial_state=backward_state)
+        for cell, states in zip(self.cells, carried):
+            cell.states = states  # stateful: the backward passes below start where these calls did
         y, y_rev = _as_list(y_raw), _as_list(y_rev_raw)
         merged = 2 if self.merge_mode is None else 1
         d_out = [np.zeros_like(o) if g is None else g
@@ -459,6 +512,13 @@ class Bidirectional:
         else:  # None: both, unmerged
             outputs = [y, y_rev]
         return outputs + states
+
+
+def _states(cells):
+    """The carried states of stateful cells, in order, as one list; None when not stateful."""
+    if not cells[0].stateful or any(cell.states is None for cell in cells):
+        return None
+    return [s for cell in cells for s in cell.states]
 
 
 def _split_states(state):

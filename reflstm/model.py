@@ -1,5 +1,7 @@
 """Model: a whole Keras model (Sequential or functional) run layer by layer in NumPy."""
 
+import contextlib
+
 import numpy as np
 
 from reflstm.config import NO_MASK_ARGUMENT, Slot, parse_model
@@ -7,7 +9,7 @@ from reflstm.errors import refuse
 from reflstm.layers import Bidirectional, RecurrentLayer
 from reflstm.lstm import LSTM
 from reflstm.ops import Operation
-from reflstm.untrusted import Limits
+from reflstm.untrusted import Limits, over_budget
 
 __all__ = ["Model"]
 
@@ -20,6 +22,13 @@ class Model:
 
     Build one with `reflstm.load` (a saved file) or `Model.from_keras` (a live model). The
     layers it can run are those of `reflstm.config`; masks travel between them as in Keras.
+
+    A model with stateful layers (``stateful=True``) keeps their states between calls, as
+    Keras does: loaded from a file it starts from zeros (Keras saves no state, and reloads with
+    zeros); every `predict` batch and every `trace` starts from the states the last one ended
+    in; `reset_state` sets them back to zeros. Its batch size is the one the file fixes
+    (``batch_shape`` / ``batch_input_shape``), `batch_size`, and every call takes batches of
+    exactly that size, as Keras requires.
     """
 
     saved_by = None  # which Keras wrote the file `reflstm.load` read, e.g. "Keras 2.1.6 (tensorflow backend)"
@@ -34,6 +43,7 @@ class Model:
         for node in self.graph.nodes.values():
             if not isinstance(node.layer, Operation):
                 self.layers.setdefault(node.layer.name, node.layer)
+        self.batch_size = self._start_stateful_layers()
 
     @classmethod
     def from_keras(cls, model):
@@ -45,7 +55,27 @@ class Model:
             raise refuse("model", "a Keras 3 or tf_keras model", f"an object of class {type(model).__name__}")
         kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
         weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
-        return cls({"class_name": kind, "config": model.get_config()}, weights, keras_version)
+        made = cls({"class_name": kind, "config": model.get_config()}, weights, keras_version)
+        made._take_keras_states(model)
+        return made
+
+    def _take_keras_states(self, model):
+        """The states the live model's stateful layers carry now (Recurrent.from_keras reads them)."""
+        from reflstm.keras import layer_arguments
+
+        for name, layer in self.stateful_layers.items():
+            keras_layer = model.get_layer(name)
+            if isinstance(layer, Bidirectional):
+                keras_layers = (keras_layer.forward_layer, keras_layer.backward_layer)
+            else:
+                keras_layers = (keras_layer,)
+            for cell, source in zip(layer.cells, keras_layers):
+                _, states = layer_arguments(source, type(cell).__name__)
+                if states is not None:
+                    if any(np.shape(s) != c.shape for s, c in zip(states, cell.states)):
+                        raise refuse(f"states of layer {name!r}", f"shape {cell.states[0].shape}",
+                                     [np.shape(s) for s in states])
+                    cell.states = [np.array(s, dtype=cell.dtype) for s in states]
 
     def astype(self, dtype):
         """The same model with every weight cast to `dtype` (float64 for a high-precision reference)."""
@@ -56,7 +86,86 @@ class Model:
             name: [w.astype(dtype) if w.dtype.kind == "f" else w for w in arrays]
             for name, arrays in self._weights.items()
         }
-        return Model(self._config, weights, self.keras_version, self._limits)
+        made = Model(self._config, weights, self.keras_version, self._limits)
+        for name, layer in self.stateful_layers.items():  # the same carried states, cast
+            for ours, theirs in zip(made.layers[name].cells, layer.cells):
+                ours.states = [s.astype(dtype) for s in theirs.states]
+        return made
+
+    @property
+    def stateful_layers(self):
+        """{name: layer} of the recurrent layers with ``stateful=True``, in model order."""
+        return {n: l for n, l in self.recurrent_layers.items() if l.stateful}
+
+    @property
+    def states(self):
+        """{layer name: [states]} of the stateful layers: what the next call starts from (each
+        (batch_size, units); an LSTM's [h, c], a Bidirectional's forward then backward)."""
+        return {n: l.states for n, l in self.stateful_layers.items()}
+
+    def reset_state(self):
+        """Set the carried states of every stateful layer to zeros, as after loading the file.
+
+        Every state of every stateful layer (h, and C for an LSTM; both directions of a
+        Bidirectional) becomes zeros of shape (batch_size, units); nothing else changes (weights,
+        batch size). A model without stateful layers is left as it is. This is tf_keras's
+        ``model.reset_states()``; Keras 3 has no model-wide method, and its users call
+        ``layer.reset_state()`` on each stateful layer (here ``m.layers[name].reset_state()``).
+        """
+        for layer in self.stateful_layers.values():
+            layer.reset_state()
+
+    reset_states = reset_state  # tf_keras's name
+
+    def _start_stateful_layers(self):
+        """The fixed batch size of a model with stateful layers (None without), their states
+        set to zeros of it: Keras builds a stateful layer's states from the input's batch size."""
+        stateful = self.stateful_layers
+        if not stateful:
+            return None
+        for name in stateful:
+            calls = sum(1 for key in self.graph.nodes if key[0] == name)
+            if calls > 1:
+                raise refuse(f"layer {name!r}", "a stateful layer called once in the model",
+                             f"{calls} calls of it (a shared stateful layer is not modelled)")
+        sizes = {shape[0] for shape in self.graph.input_shapes.values()
+                 if shape is not None and shape[0] is not None}
+        if len(sizes) != 1:
+            raise refuse(f"layer {next(iter(stateful))!r}",
+                         "a stateful layer in a model whose input fixes the batch size (batch_shape, "
+                         "or batch_input_shape), as Keras requires to build it",
+                         "no fixed batch size" if not sizes else f"batch sizes {sorted(sizes)}")
+        (batch,) = sizes
+        # The batch size is the file's word: the states it asks for count against the weights' budget.
+        size = sum(len(cell.STATES) * batch * cell.units * cell.dtype.itemsize
+                   for layer in stateful.values() for cell in layer.cells)
+        if size > self._limits.max_weight_bytes:
+            raise over_budget(f"states of the stateful layers (batch size {batch:,})", "max_weight_bytes",
+                              self._limits.max_weight_bytes, size)
+        for layer in stateful.values():
+            for cell in layer.cells:
+                cell.states = [np.zeros((batch, cell.units), cell.dtype) for _ in cell.STATES]
+        return batch
+
+    def _check_stateful_batch(self, inputs, call):
+        """A stateful model runs batches of its batch size only: refuse any other, before any run."""
+        if self.batch_size is not None and inputs[0].shape[0] != self.batch_size:
+            raise refuse("x", f"{self.batch_size} samples, the batch size of this stateful model "
+                         f"({call})", f"{inputs[0].shape[0]} samples")
+
+    def _carried(self):
+        """The carried states of every stateful layer's cells (lists, never changed in place)."""
+        return [(cell, cell.states) for layer in self.stateful_layers.values() for cell in layer.cells]
+
+    @contextlib.contextmanager
+    def _states_kept_on_error(self):
+        """A call that fails part way (a bad token id in its third batch) leaves the states as they were."""
+        carried = self._carried()
+        try:
+            yield
+        except BaseException:
+            _restore(carried)
+            raise
 
     @property
     def recurrent_layers(self):
@@ -82,16 +191,31 @@ class Model:
         only the rounding of NumPy's matrix products can differ in the last bit, since BLAS
         rounds by how many rows it multiplies at once (as Keras's own predict does with its
         batch_size).
+
+        A stateful model runs x in consecutive batches of its `batch_size` (the default here;
+        another is refused), each starting from the states the one before ended in, and keeps
+        the last one's states for the next call: Keras's ``predict(x, batch_size=B)`` does the
+        same, and fails on any other batch size or on a last batch of fewer than B samples
+        (refused here before anything runs).
         """
         inputs = self._inputs(x)
         total = inputs[0].shape[0]
+        if self.batch_size is not None:
+            if batch_size not in (None, self.batch_size):
+                raise refuse("batch_size", f"None or {self.batch_size}, the batch size of this "
+                             "stateful model", repr(batch_size))
+            if total % self.batch_size:
+                raise refuse("x", f"a multiple of {self.batch_size} samples (this stateful model "
+                             f"runs batches of {self.batch_size}, as Keras does)", f"{total} samples")
+            batch_size = self.batch_size
         batch_size = BLOCK if batch_size is None else batch_size
         if not isinstance(batch_size, int) or batch_size < 1:
             raise refuse("batch_size", "a positive integer or None", repr(batch_size))
-        chunks = [
-            self._run([a[start : start + batch_size] for a in inputs], traces=None)
-            for start in range(0, max(total, 1), batch_size)
-        ]
+        with self._states_kept_on_error():
+            chunks = [
+                self._run([a[start : start + batch_size] for a in inputs], traces=None)
+                for start in range(0, max(total, 1), batch_size)
+            ]
         outputs = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -100,9 +224,16 @@ class Model:
         GRU, a `SimpleRNNTrace` for a SimpleRNN, a `BidirectionalTrace` for a Bidirectional.
 
         A layer called more than once in the graph (a shared layer) keeps its last call's trace.
+
+        A trace is one call: on a stateful model x is one batch of `batch_size` samples, the
+        trace starts from the carried states (its ``h0``, ``c0``) and carries its final states
+        into the next call, as a `predict` batch does.
         """
         traces = {}
-        self._run(self._inputs(x), traces=traces)
+        inputs = self._inputs(x)
+        self._check_stateful_batch(inputs, "a trace is one call; predict takes several batches in turn")
+        with self._states_kept_on_error():
+            self._run(inputs, traces=traces)
         return traces
 
     def _inputs(self, x):
@@ -139,8 +270,19 @@ class Model:
         the gradient of each model input (a list for several), None for token-id inputs.
         Gradients flow back through every layer the Model runs, LSTMs by `LSTM.backward`; a GRU
         or SimpleRNN on the way is refused (their backward pass is not written yet).
+
+        On a stateful model x is one batch of `batch_size` samples: the gradients are those of
+        the call `predict` would make next, from the carried states, which stay as they were.
         """
         inputs = self._inputs(x)
+        self._check_stateful_batch(inputs, "the gradients of one call")
+        carried = self._carried()
+        try:
+            return self._backward(inputs, d_outputs, carried)
+        finally:
+            _restore(carried)
+
+    def _backward(self, inputs, d_outputs, carried):
         record = []
         outputs = self._run(inputs, traces=None, record=record)
         d_list = list(d_outputs) if isinstance(d_outputs, (list, tuple)) else [d_outputs]
@@ -161,6 +303,7 @@ class Model:
             d_out = [grads.get((key[0], key[1], k)) for k in range(n_outputs)]
             if all(d is None for d in d_out) or isinstance(node.layer, Operation):
                 continue
+            _restore(carried)  # a stateful layer's backward pass reruns its call from them
             for source, d in zip(node.inputs, node.layer.vjp(arrays, masks, d_out)):
                 add(source, d)
         result = [grads.get((name, 0, 0)) for name in self.graph.inputs]
@@ -203,6 +346,12 @@ class Model:
             if record is not None:
                 record.append((key, node, arrays, list(masks), len(results[key][0])))
         return [output(*triple)[0] for triple in self.graph.outputs]
+
+
+def _restore(carried):
+    """Put back the states `Model._carried` recorded."""
+    for cell, states in carried:
+        cell.states = states
 
 
 def _fill(template, arrays):

@@ -85,7 +85,8 @@ class Recurrent:
             mask: (batch, timesteps), True where a step is used, or None.
             initial_state: the layer's states, each (batch, units): [h0, c0] for the LSTM, [h0]
                 (or h0 alone) for the GRU and SimpleRNN; None for zeros (or, when stateful,
-                the carried states).
+                the carried states). A stateful tf_keras layer (keras_version=2) ignores it
+                while any carried state is non-zero, as tf_keras does.
 
         Returns:
             output, (batch, timesteps, units) with return_sequences, else (batch, units); with
@@ -241,6 +242,12 @@ class Recurrent:
             if state.shape != shape:
                 raise refuse(argument, f"shape (batch, units) = {shape}", state)
             states.append(state.astype(self.dtype, copy=False))
+        if self.stateful and self.keras_version == 2 and self.states is not None and any(
+            np.any(s) for s in self.states
+        ):
+            # tf_keras base_rnn.py _process_inputs: a stateful layer given initial_state uses its
+            # carried states instead, unless they are all zeros (Keras 3 always takes initial_state).
+            return self._start_state(None, batch)
         return tuple(states)
 
     def _set_options(self, activation_names, keras_version, flags):

@@ -42,7 +42,8 @@ class Limits:
 
     Args:
         max_weight_bytes: the weights' total declared size; also the inflated size of a
-            ``.keras`` archive's weights member. Default 4 GiB.
+            ``.keras`` archive's weights member, and the size of the states that stateful
+            layers carry (batch size × units). Default 4 GiB.
         max_config_bytes: the size of a config (config.json, metadata.json, an ``.h5``
             ``model_config`` attribute). Default 64 MiB.
         max_json_depth: how deeply a config's JSON may nest. Default 100 (Keras writes ~12).
