@@ -333,3 +333,23 @@ def test_backend_appears_in_repr():
     assert "keras_backend='jax'" in repr(reflstm.LSTM(*small(), keras_backend="jax", unroll=True))
     assert "unroll" in repr(reflstm.GRU(*small("GRU"), keras_backend="torch", unroll=True))
     assert "keras_backend" not in repr(reflstm.SimpleRNN(*small("SimpleRNN")))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "SimpleRNN"])
+def test_tf_keras_unrolled_zeroes_by_the_unreversed_mask_too(kind):
+    """tf_keras's backend.rnn has the same unrolled zero_output_for_mask as Keras 3 on
+    TensorFlow; from_keras reads unroll and matches it, in float64 to 1e-12."""
+    pytest.importorskip("tf_keras", reason="tf_keras is not installed (pip install -e '.[test]')")
+    from keras_layers import call_keras, make_layer
+
+    layer = make_layer(2, C.INPUT_DIM, C.UNITS, "float64", seed=7, kind=kind, unroll=True,
+                       go_backwards=True, zero_output_for_mask=True, return_sequences=True)
+    x, *_ = C.inputs()
+    x = x.astype("float64")
+    ref = getattr(reflstm, kind).from_keras(layer)
+    assert ref.unroll and ref.keras_backend == "tensorflow"
+    expected = call_keras(layer, x, mask=C.MASK)
+    assert_close([ref(x, mask=C.MASK)], [expected], FLOAT64, kind)
+    rolled = getattr(reflstm, kind)(*layer.get_weights(), go_backwards=True, zero_output_for_mask=True,
+                                    return_sequences=True, keras_version=2)
+    assert np.abs(rolled(x, mask=C.MASK) - expected).max() > 0.1  # the rolled rule is not Keras's here
