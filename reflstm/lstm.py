@@ -30,19 +30,21 @@ class LSTM(Recurrent):
         stateful: carry the final state of each call into the next, in ``self.states``, until
             `reset_state`, as Keras's ``stateful=True`` does.
         zero_output_for_mask: output zeros at masked steps instead of repeating the last output.
-        unroll: Keras's ``unroll``. It changes nothing on TensorFlow; on JAX an unrolled layer
-            outputs zeros, not h0, at masked steps before the first unmasked one, and ignores
-            ``zero_output_for_mask`` (see ``keras_backend``).
+        unroll: Keras's ``unroll``; it changes only masked outputs (`Recurrent._mask_rule`):
+            unrolled, JAX starts them at zeros and ignores ``zero_output_for_mask``, and
+            TensorFlow with ``go_backwards`` applies ``zero_output_for_mask`` by the mask in
+            input order to the reversed sequence.
         keras_version: 3 for `keras`, 2 for `tf_keras`: which Keras's activation names to use
             (``"hard_sigmoid"`` differs) and which container ``return_state`` returns (Keras 3 a
             tuple, Keras 2 a list).
         keras_backend: the Keras 3 backend whose loop to reproduce: ``"tensorflow"`` (the
             default, and tf_keras's), ``"jax"`` or ``"torch"``. They differ only with a mask:
             JAX's rolled loop outputs the carried h (h0 before the first unmasked step) where
-            TensorFlow and torch output zeros; torch fails on a mask with ``unroll`` and
-            ``go_backwards``, and is refused there. float64 weights are refused on ``"jax"``
-            (Keras computes in float32 there), and on ``"torch"`` with a mask (Keras rounds
-            the cell's matrix products to float32); `reflstm.recurrent` says why.
+            TensorFlow and torch output zeros (see ``unroll`` for the unrolled loops); torch
+            fails on a mask with ``unroll`` and ``go_backwards``, and is refused there. float64
+            weights are refused on ``"jax"`` (Keras computes in float32 there), and on
+            ``"torch"`` with a mask (Keras rounds the cell's matrix products to float32);
+            `reflstm.recurrent._float64_refusal` says why.
 
     The arithmetic is done in the weights' dtype (float32 or float64); inputs and states are cast
     to it, as Keras casts them to the layer's compute dtype. ``dropout`` and

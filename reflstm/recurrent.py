@@ -12,10 +12,11 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
   through and the output repeats the previous output (zeros before any step ran), or is zeros
   with ``zero_output_for_mask``;
 - what a call returns (``return_sequences``, ``return_state``) and what a trace records;
-- where Keras 3's backends differ (``keras_backend``, with ``unroll``), see `Recurrent._mask_rule`:
-  on JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
-  layer is unrolled, and then ``zero_output_for_mask`` is ignored; float64 is refused where the
-  backend does not compute in float64.
+- where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
+  JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
+  layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
+  ``zero_output_for_mask`` after the loop, by the unreversed mask. float64 is refused where the
+  backend does not compute in float64 (`_float64_refusal`).
 
 A cell subclass provides its equations (in `reflstm.equations`) through:
 
