@@ -99,10 +99,8 @@ class GRU(Recurrent):
         else:
             self._input_bias, self._recurrent_bias = bias, None
 
-    @property
-    def KERAS_FUSED_LOOP(self):  # noqa: N802 -- Recurrent's class attribute, per layer here
-        """backend.gru runs only reset_after=True (keras/src/backend/torch/rnn.py gru)."""
-        return self.reset_after
+    def _keras_fused_loop(self):
+        return self.reset_after  # backend.gru runs only reset_after=True (keras/src/backend/torch/rnn.py gru)
 
     def __repr__(self):
         return self._repr(

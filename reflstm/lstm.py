@@ -56,7 +56,6 @@ class LSTM(Recurrent):
     b_i, b_f, b_c, b_o = (GateView("bias", gate, GATES) for gate in GATES)
     STATES = ("h", "c")  # the order of initial_state, return_state and self.states
     GATE_FIELDS = ("i", "f", "c_tilde", "o")
-    KERAS_FUSED_LOOP = True  # backend.lstm: torch's _fallback_lstm when unmasked
 
     KERAS1_HINT = "Keras 1's twelve per-gate arrays go to LSTM.from_keras1"
 
@@ -204,6 +203,9 @@ class LSTM(Recurrent):
     @property
     def _input_bias(self):
         return self.bias
+
+    def _keras_fused_loop(self):
+        return True  # backend.lstm: on torch's CPU, _fallback_lstm (keras/src/backend/torch/rnn.py)
 
     def _step(self, x_part, states, h_U):
         """One step of `reflstm.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""

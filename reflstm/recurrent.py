@@ -65,10 +65,6 @@ class Recurrent:
     STATES = ("h",)
     GATE_FIELDS = ()
     KERAS1_HINT = None  # where another form of the weights goes, named when it is passed here
-    # Whether Keras 3 runs this layer, unmasked, through its backend's own loop (backend.lstm,
-    # backend.gru; keras/src/layers/rnn/lstm.py inner_loop) rather than the generic loop over
-    # the cell: on torch that loop keeps float64, the cell does not (see _float64_refusal).
-    KERAS_FUSED_LOOP = False
 
     def __new__(cls, *arrays, **options):
         _check_arguments(cls, arrays, options)
@@ -128,6 +124,12 @@ class Recurrent:
         """Set the carried states of a stateful layer back to zeros, as Keras's reset_state does."""
         if self.states is not None:
             self.states = [np.zeros_like(s) for s in self.states]
+
+    def _keras_fused_loop(self):
+        """Whether Keras 3 runs this layer, unmasked, through its backend's own loop (backend.lstm,
+        backend.gru; keras/src/layers/rnn/lstm.py inner_loop) rather than the generic loop over
+        the cell: on torch that loop keeps float64, the cell does not (see _float64_refusal)."""
+        return False
 
     def _mask_rule(self):
         """How the backend's loop fills masked steps' outputs: (starts_at_h0, zero_masked, zero_after).
@@ -324,7 +326,7 @@ class Recurrent:
             raise refuse("keras_backend", "'tensorflow' for keras_version=2 (tf_keras runs on "
                          "TensorFlow only)", repr(keras_backend))
         self.keras_backend = keras_backend
-        reason = _float64_refusal(keras_backend, self.dtype, fused=self.KERAS_FUSED_LOOP)
+        reason = _float64_refusal(keras_backend, self.dtype, fused=self._keras_fused_loop())
         if reason is not None:
             raise refuse(
                 "kernel",
@@ -357,7 +359,7 @@ class Recurrent:
 def _float64_refusal(keras_backend, dtype, fused):
     """Why Keras 3 on `keras_backend` does not compute a float64 layer in float64, or None.
 
-    `fused`: the layer runs through the backend's own loop (Recurrent.KERAS_FUSED_LOOP, unmasked).
+    `fused`: the layer runs through the backend's own loop (Recurrent._keras_fused_loop, unmasked).
     Keras's type promotion maps float64 to float32 on every backend but TensorFlow
     (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), and ``ops.matmul`` casts its
     result to that type (keras/src/backend/torch/numpy.py matmul), so a cell's matrix products

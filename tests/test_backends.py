@@ -42,7 +42,13 @@ def runs(tmp_path_factory):
             [sys.executable, os.path.join(HERE, "backend_worker.py"), str(out)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for backend, (out, process) in started.items():
-        log, _ = process.communicate(timeout=900)
+        try:
+            log, _ = process.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            log, _ = process.communicate()
+            results[backend] = RuntimeError(f"the {backend} worker ran past 900 s:\n{log[-4000:]}")
+            continue
         if process.returncode != 0:
             results[backend] = RuntimeError(f"the {backend} worker failed:\n{log[-4000:]}")
         else:
