@@ -13,7 +13,9 @@ the last processed step, with dh and dC the gradients reaching the state h_t and
 A masked step (m = 0) passes dh and dC straight to the step before, and its output — which
 repeats the previous output — passes its gradient on to that output (Keras's rule,
 `reflstm.lstm`); with zero_output_for_mask it passes nothing. The gradient of an output
-h_t reaches the state through the step's fresh h, which is the output at unmasked steps.
+h_t reaches the state through the step's fresh h, which is the output at unmasked steps. On
+JAX's rolled loop the outputs before the first unmasked step repeat h0, so what they carry back
+reaches dh0; unrolled TensorFlow zeroes outputs after the loop (`Recurrent._mask_rule`).
 """
 
 import dataclasses
@@ -54,6 +56,12 @@ def backward(lstm, x, d_output, mask=None, initial_state=None):
     c_new = trace.f * c_prev + trace.i * trace.c_tilde
     g_c = g(c_new)
     keep = np.ones((batch, timesteps, 1), bool) if trace.mask is None else trace.mask[..., None]
+    starts_at_h0, zero_masked, zero_after = lstm._mask_rule()
+    if zero_after and trace.mask is not None:
+        # Outputs zeroed after the loop pass nothing back (Recurrent._mask_rule): the sequence's
+        # by the mask in input order, the last output's by the last processed step's.
+        after = trace.mask[:, ::-1] if lstm.go_backwards and lstm.return_sequences else trace.mask
+        d_sequence = d_sequence * after[..., None]
 
     dz = np.empty((batch, timesteps, 4 * units), lstm.dtype)
     dh, dc = d_h_final, d_c_final  # gradients reaching the state after the last step
@@ -64,7 +72,7 @@ def backward(lstm, x, d_output, mask=None, initial_state=None):
         m = keep[:, t]
         d_out = d_sequence[:, t] + d_carried_output
         dh_new = np.where(m, d_out + dh, 0)
-        d_carried_output = np.where(m, 0, d_out) if not lstm.zero_output_for_mask else 0 * d_out
+        d_carried_output = np.where(m, 0, d_out) if not zero_masked else 0 * d_out
         dc_new = np.where(m, dc, 0) + g_vjp(c_new[:, t], g_c[:, t], dh_new * trace.o[:, t])
         d_i = dc_new * trace.c_tilde[:, t]
         d_f = dc_new * c_prev[:, t]
@@ -79,6 +87,8 @@ def backward(lstm, x, d_output, mask=None, initial_state=None):
         dz[:, t] = dz_t
         dh = np.where(m, 0, dh) + dz_t @ U_T
         dc = np.where(m, 0, dc) + dc_new * trace.f[:, t]
+    if starts_at_h0:
+        dh = dh + d_carried_output  # the outputs that repeated h0
 
     x_processed = np.asarray(x, lstm.dtype)
     x_processed = x_processed[:, ::-1] if lstm.go_backwards else x_processed

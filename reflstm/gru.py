@@ -26,8 +26,10 @@ class GRU(Recurrent):
         recurrent_activation: σ, applied to z and r, likewise.
         reset_after: True (Keras's default): the reset gate multiplies h_{t-1} U_h + b'_h;
             False: it multiplies h_{t-1} before U_h.
-        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask,
-            keras_version: as for `reflstm.LSTM`; ``return_state`` gives ``[output, h]``.
+        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, unroll,
+            keras_version, keras_backend: as for `reflstm.LSTM`; ``return_state`` gives
+            ``[output, h]``. With ``reset_after=False`` a float64 GRU is refused on ``"torch"``
+            even unmasked: Keras runs it through the cell.
 
     The per-gate views ``W_z, W_r, W_h``, ``U_z, U_r, U_h`` and ``b_z, b_r, b_h`` are blocks of
     the weights as Keras stores them: with ``reset_after=True``, ``b_z`` is (2, units), its
@@ -55,7 +57,9 @@ class GRU(Recurrent):
         go_backwards=False,
         stateful=False,
         zero_output_for_mask=False,
+        unroll=False,
         keras_version=3,
+        keras_backend="tensorflow",
     ):
         kernel, recurrent_kernel, units = check_weights(kernel, recurrent_kernel, 3)
         if not isinstance(reset_after, (bool, np.bool_)):
@@ -83,7 +87,9 @@ class GRU(Recurrent):
                 go_backwards=go_backwards,
                 stateful=stateful,
                 zero_output_for_mask=zero_output_for_mask,
+                unroll=unroll,
             ),
+            keras_backend,
         )
         self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
         if bias is None:
@@ -92,6 +98,9 @@ class GRU(Recurrent):
             self._input_bias, self._recurrent_bias = bias[0], bias[1]
         else:
             self._input_bias, self._recurrent_bias = bias, None
+
+    def _keras_fused_loop(self):
+        return self.reset_after  # backend.gru runs only reset_after=True (keras/src/backend/torch/rnn.py gru)
 
     def __repr__(self):
         return self._repr(

@@ -1,14 +1,19 @@
 """Reading a live Keras 3 or tf_keras LSTM, GRU or SimpleRNN layer into reflstm's arguments.
 
 Nothing here imports Keras or TensorFlow: the layer object the caller holds is read through its
-attributes, and its Keras version is told by the package its class comes from.
+attributes, its Keras version is told by the package its class comes from, and a Keras 3 layer's
+backend is asked of the `keras` module that made it (already imported, since the layer exists).
 """
+
+import sys
 
 import numpy as np
 
 from reflstm.errors import refuse
+from reflstm.recurrent import KERAS_BACKENDS
 
-__all__ = ["layer_arguments", "lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of"]
+__all__ = ["layer_arguments", "lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of",
+           "keras_backend_of"]
 
 # The modules whose layer and cell classes reflstm reproduces, by layer kind and Keras version
 # (the layer class is named as the kind, its cell kind + "Cell").
@@ -80,9 +85,12 @@ def _arguments(layer, kind):
     _refuse_mixed_precision(layer)
     if getattr(layer, "time_major", False):
         raise refuse("layer", "a batch-major layer (time_major=False)", "time_major=True")
+    keras_backend = keras_backend_of(layer, keras_version)
+    kernel = _numpy(cell.kernel)
+    _refuse_float64_not_computed(layer, cell, kind, keras_backend, kernel.dtype)
 
     arguments = dict(
-        kernel=_numpy(cell.kernel),
+        kernel=kernel,
         recurrent_kernel=_numpy(cell.recurrent_kernel),
         bias=_numpy(cell.bias) if cell.use_bias else None,
         activation=_activation_name(cell.activation, keras_version, "activation"),
@@ -91,7 +99,9 @@ def _arguments(layer, kind):
         go_backwards=bool(layer.go_backwards),
         stateful=bool(layer.stateful),
         zero_output_for_mask=bool(getattr(layer, "zero_output_for_mask", False)),
+        unroll=bool(getattr(layer, "unroll", False)),
         keras_version=keras_version,
+        keras_backend=keras_backend,
     )
     states = None
     if layer.stateful:
@@ -113,6 +123,58 @@ def keras_version_of(obj, argument, what):
         f"a Keras 3 (keras) or Keras 2 (tf_keras) {what}",
         f"an object of class {type(obj).__module__}.{type(obj).__qualname__}",
     )
+
+
+def keras_backend_of(obj, keras_version):
+    """"tensorflow", "jax" or "torch": the backend of the Keras that made `obj` (tf_keras: TensorFlow)."""
+    if keras_version == 2:
+        return "tensorflow"
+    keras = sys.modules.get("keras")
+    backend = keras.backend.backend() if keras is not None else None
+    if backend not in KERAS_BACKENDS:
+        raise refuse(
+            "layer",
+            "a layer of Keras 3 on one of the backends " + ", ".join(KERAS_BACKENDS),
+            f"{getattr(obj, 'name', '?')!r} of Keras 3 on the {backend!r} backend",
+        )
+    return backend
+
+
+def _refuse_float64_not_computed(layer, cell, kind, keras_backend, kernel_dtype):
+    """Refuse a layer declared float64 that its Keras 3 backend does not compute in float64.
+
+    What the constructor cannot see: on JAX without jax_enable_x64 the weights are already
+    float32 (Keras truncates them; the layer still says float64), and on torch an LSTM or GRU
+    that Keras runs through its cell even unmasked — an RNN around the cell, ``use_cudnn=False``
+    or ``recurrent_dropout`` (keras/src/layers/rnn/lstm.py, gru.py inner_loop). The rest is
+    refused by `reflstm.recurrent._float64_refusal` when the layer is made.
+    """
+    declared = str(getattr(layer, "variable_dtype", None) or getattr(layer, "dtype", ""))
+    name = getattr(layer, "name", "?")
+    if keras_backend == "jax" and "float64" in (declared, str(kernel_dtype)):
+        raise refuse(
+            "layer",
+            "a float32 layer on Keras 3's JAX backend, which does not compute float64 (without "
+            "jax_enable_x64 it stores and computes the layer in float32; with it ops.matmul "
+            "rounds to float32): build the layer with dtype='float32'",
+            f"{name!r} declared {declared}, holding {kernel_dtype} weights",
+        )
+    if keras_backend != "torch" or kernel_dtype != np.float64 or kind == "SimpleRNN":
+        return
+    through_cell = [
+        why for why, applies in (
+            ("an RNN around the cell", type(layer).__name__ == "RNN"),
+            ("use_cudnn=False", getattr(layer, "use_cudnn", "auto") is False),
+            ("recurrent_dropout", bool(getattr(cell, "recurrent_dropout", 0))),
+        ) if applies
+    ]
+    if through_cell:
+        raise refuse(
+            "layer",
+            f"a float64 {kind} that Keras 3 on torch runs through its own loop (its cell's "
+            "ops.matmul rounds each product to float32), or a float32 layer",
+            f"{name!r} with {' and '.join(through_cell)}",
+        )
 
 
 def _cell(layer, kind, keras_version):

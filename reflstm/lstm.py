@@ -30,9 +30,21 @@ class LSTM(Recurrent):
         stateful: carry the final state of each call into the next, in ``self.states``, until
             `reset_state`, as Keras's ``stateful=True`` does.
         zero_output_for_mask: output zeros at masked steps instead of repeating the last output.
+        unroll: Keras's ``unroll``; it changes only masked outputs (`Recurrent._mask_rule`):
+            unrolled, JAX starts them at zeros and ignores ``zero_output_for_mask``, and
+            TensorFlow with ``go_backwards`` applies ``zero_output_for_mask`` by the mask in
+            input order to the reversed sequence.
         keras_version: 3 for `keras`, 2 for `tf_keras`: which Keras's activation names to use
             (``"hard_sigmoid"`` differs) and which container ``return_state`` returns (Keras 3 a
             tuple, Keras 2 a list).
+        keras_backend: the Keras 3 backend whose loop to reproduce: ``"tensorflow"`` (the
+            default, and tf_keras's), ``"jax"`` or ``"torch"``. They differ only with a mask:
+            JAX's rolled loop outputs the carried h (h0 before the first unmasked step) where
+            TensorFlow and torch output zeros (see ``unroll`` for the unrolled loops); torch
+            fails on a mask with ``unroll`` and ``go_backwards``, and is refused there. float64
+            weights are refused on ``"jax"`` (Keras computes in float32 there), and on
+            ``"torch"`` with a mask (Keras rounds the cell's matrix products to float32);
+            `reflstm.recurrent._float64_refusal` says why.
 
     The arithmetic is done in the weights' dtype (float32 or float64); inputs and states are cast
     to it, as Keras casts them to the layer's compute dtype. ``dropout`` and
@@ -60,7 +72,9 @@ class LSTM(Recurrent):
         go_backwards=False,
         stateful=False,
         zero_output_for_mask=False,
+        unroll=False,
         keras_version=3,
+        keras_backend="tensorflow",
     ):
         kernel, recurrent_kernel, units = check_weights(kernel, recurrent_kernel, 4)
         if bias is not None:
@@ -82,7 +96,9 @@ class LSTM(Recurrent):
                 go_backwards=go_backwards,
                 stateful=stateful,
                 zero_output_for_mask=zero_output_for_mask,
+                unroll=unroll,
             ),
+            keras_backend,
         )
         self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
 
@@ -162,11 +178,14 @@ class LSTM(Recurrent):
                 "go_backwards",
                 "stateful",
                 "zero_output_for_mask",
+                "unroll",
             )
             if getattr(self, name)
         ]
         if self.bias is None:
             options.append("use_bias=False")
+        if self.keras_backend != "tensorflow":
+            options.append(f"keras_backend={self.keras_backend!r}")
         return f"reflstm.LSTM({', '.join(options)}, keras_version={self.keras_version})"
 
     def backward(self, x, d_output, mask=None, initial_state=None):
@@ -184,6 +203,9 @@ class LSTM(Recurrent):
     @property
     def _input_bias(self):
         return self.bias
+
+    def _keras_fused_loop(self):
+        return True  # backend.lstm: on torch's CPU, _fallback_lstm (keras/src/backend/torch/rnn.py)
 
     def _step(self, x_part, states, h_U):
         """One step of `reflstm.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""

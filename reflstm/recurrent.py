@@ -11,7 +11,12 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
 - masks: at a masked step the cell runs but its result is discarded; the state is carried
   through and the output repeats the previous output (zeros before any step ran), or is zeros
   with ``zero_output_for_mask``;
-- what a call returns (``return_sequences``, ``return_state``) and what a trace records.
+- what a call returns (``return_sequences``, ``return_state``) and what a trace records;
+- where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
+  JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
+  layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
+  ``zero_output_for_mask`` after the loop, by the unreversed mask. float64 is refused where the
+  backend does not compute in float64 (`_float64_refusal`).
 
 A cell subclass provides its equations (in `reflstm.equations`) through:
 
@@ -30,10 +35,13 @@ from reflstm import activations
 from reflstm.equations import gate_slice
 from reflstm.errors import describe, refuse
 
-__all__ = ["Recurrent"]
+__all__ = ["Recurrent", "KERAS_BACKENDS"]
 
 _DTYPES = (np.dtype("float32"), np.dtype("float64"))
-_FLAGS = ("return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask")
+_FLAGS = ("return_sequences", "return_state", "go_backwards", "stateful", "zero_output_for_mask",
+          "unroll")
+# The Keras 3 backends whose loops reflstm reproduces; tf_keras runs on TensorFlow only.
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 class GateView:
@@ -69,10 +77,14 @@ class Recurrent:
         Takes the layer's weights and options, and, for ``stateful=True``, its current states.
         Needs no Keras import of its own: it reads the layer object it is given.
         """
+        from reflstm.errors import ReflstmError
         from reflstm.keras import layer_arguments
 
         arguments, states = layer_arguments(layer, cls.__name__)
-        made = cls(**arguments)
+        try:
+            made = cls(**arguments)
+        except ReflstmError as error:  # name the Keras layer the arguments came from
+            raise ReflstmError(f"layer {getattr(layer, 'name', '?')!r}: {error}") from None
         if states is not None:
             made.states = [np.array(s, dtype=made.dtype) for s in states]
         return made
@@ -114,12 +126,46 @@ class Recurrent:
         if self.states is not None:
             self.states = [np.zeros_like(s) for s in self.states]
 
+    def _keras_fused_loop(self):
+        """Whether Keras 3 runs this layer, unmasked, through its backend's own loop (backend.lstm,
+        backend.gru; keras/src/layers/rnn/lstm.py inner_loop) rather than the generic loop over
+        the cell: on torch that loop keeps float64, the cell does not (see _float64_refusal)."""
+        return False
+
+    def _mask_rule(self):
+        """How the backend's loop fills masked steps' outputs: (starts_at_h0, zero_masked, zero_after).
+
+        starts_at_h0: the "previous output" that a masked step repeats starts at h0, not zeros.
+        zero_masked: masked steps output zeros (``zero_output_for_mask``) inside the loop.
+        zero_after: ``zero_output_for_mask`` is applied after the loop instead, to the sequence
+            with the mask in input order (even when ``go_backwards`` reversed the outputs) and to
+            the last output with the last processed step's mask.
+
+        - TensorFlow (Keras 3 and tf_keras) and torch, rolled: zeros start, zero_masked
+          (keras/src/backend/tensorflow/rnn.py and torch/rnn.py ``flat_zero_output``).
+        - TensorFlow and torch, unrolled: zeros start, zero_after: ``tf.where(_expand_mask(mask,
+          outputs, fixed_dim=2), ...)`` uses the mask that only ``mask_list`` reversed
+          (tensorflow/rnn.py unroll branch; tf_keras's backend.rnn is the same). torch fails on
+          an unrolled go_backwards mask, which `_check_backend_mask` refuses.
+        - JAX, rolled (``lax.scan``): a masked step repeats the carried state ``states[0]``,
+          which is h0 before the first unmasked step (keras/src/backend/jax/rnn.py
+          ``output_tm1 = states[0]``), or outputs zeros with ``zero_output_for_mask``.
+        - JAX, unrolled: zeros start, and ``zero_output_for_mask`` is ignored.
+        """
+        zero = self.zero_output_for_mask
+        if self.keras_backend == "jax":
+            return (False, False, False) if self.unroll else (not zero, zero, False)
+        return (False, False, zero) if self.unroll else (False, zero, False)
+
     def _run(self, x, mask, initial_state, record):
         """(sequence or None, last output, final states, trace or None): the loop over time."""
         x = self._check_x(x)
         batch, timesteps = x.shape[:2]
         mask = self._check_mask(mask, batch, timesteps)
         start = self._start_state(initial_state, batch)
+        if mask is not None:
+            self._check_backend_mask()
+        starts_at_h0, zero_masked, zero_after = self._mask_rule()
         units, dtype = self.units, self.dtype
 
         # Time-major from here on: step t of the processing order is row t.
@@ -150,7 +196,8 @@ class Recurrent:
             outputs = np.empty(shape, dtype)
 
         states = start
-        output = np.zeros((batch, units), dtype)  # Keras's "previous output" before step 0
+        # Keras's "previous output" before step 0: zeros, or h0 on JAX's rolled loop (_mask_rule).
+        output = np.array(start[0]) if starts_at_h0 else np.zeros((batch, units), dtype)
         cell_step = self._step  # looked up once: the loop runs it every step
         for t in range(timesteps):
             x_t = x_part[t] if step_bias is None else x_part[t] + step_bias
@@ -159,11 +206,11 @@ class Recurrent:
                 states, output = new_states, new_states[0]
             else:
                 # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state, and
-                # outputs the previous output (zeros before any step ran) or, with
+                # outputs the previous output (zeros before any step ran; h0 on JAX) or, with
                 # zero_output_for_mask, zeros.
                 m = keep[t]
                 states = tuple(np.where(m, new, old) for new, old in zip(new_states, states))
-                output = np.where(m, new_states[0], 0 if self.zero_output_for_mask else output)
+                output = np.where(m, new_states[0], 0 if zero_masked else output)
             if outputs is not None:
                 outputs[t] = output
             if record:
@@ -172,6 +219,11 @@ class Recurrent:
                 for steps, value in zip(state_steps, states):
                     steps[t] = value
 
+        if zero_after and keep is not None:
+            # Unrolled TensorFlow and torch: zero_output_for_mask after the loop (see _mask_rule).
+            if outputs is not None:
+                outputs[...] = np.where(keep[::-1] if self.go_backwards else keep, outputs, 0)
+            output = np.where(keep[-1], output, 0)
         if self.stateful:
             self.states = [s.copy() for s in states]  # not the arrays returned to the caller
         trace = None
@@ -250,12 +302,45 @@ class Recurrent:
             return self._start_state(None, batch)
         return tuple(states)
 
-    def _set_options(self, activation_names, keras_version, flags):
-        """Check and keep the activations (name -> argument) and the boolean options."""
+    def _check_backend_mask(self):
+        """Refuse a mask where Keras 3's backend fails on it or leaves float64."""
+        if self.keras_backend == "torch" and self.unroll and self.go_backwards:
+            raise refuse(
+                "mask",
+                "no mask for an unrolled go_backwards layer on keras_backend='torch' (Keras 3 "
+                "fails there: keras/src/backend/torch/rnn.py calls torch.flip on a tuple)",
+                "a mask",
+            )
+        reason = _float64_refusal(self.keras_backend, self.dtype, fused=False)
+        if reason is not None:
+            raise refuse(
+                "mask",
+                f"no mask for a float64 {type(self).__name__} on keras_backend="
+                f"{self.keras_backend!r} ({reason}); or float32 weights",
+                "a mask",
+            )
+
+    def _set_options(self, activation_names, keras_version, flags, keras_backend="tensorflow"):
+        """Check and keep the activations (name -> argument), the boolean options and the backend."""
         for name, flag in flags.items():
             if not isinstance(flag, (bool, np.bool_)):
                 raise refuse(name, "True or False", flag)
             setattr(self, name, bool(flag))
+        if keras_backend not in KERAS_BACKENDS:
+            raise refuse("keras_backend", "one of " + ", ".join(map(repr, KERAS_BACKENDS)),
+                         describe(keras_backend))
+        if keras_version == 2 and keras_backend != "tensorflow":
+            raise refuse("keras_backend", "'tensorflow' for keras_version=2 (tf_keras runs on "
+                         "TensorFlow only)", repr(keras_backend))
+        self.keras_backend = keras_backend
+        reason = _float64_refusal(keras_backend, self.dtype, fused=self._keras_fused_loop())
+        if reason is not None:
+            raise refuse(
+                "kernel",
+                f"float32 weights for a {type(self).__name__} on keras_backend={keras_backend!r} "
+                f"({reason})",
+                "float64 weights",
+            )
         self.keras_version = keras_version
         functions = {}
         for argument, name in activation_names.items():
@@ -270,10 +355,35 @@ class Recurrent:
         options += [name for name in _FLAGS if getattr(self, name)]
         if self.bias is None:
             options.append("use_bias=False")
+        if self.keras_backend != "tensorflow":
+            options.append(f"keras_backend={self.keras_backend!r}")
         return (
             f"reflstm.{type(self).__name__}({', '.join(options)}, "
             f"keras_version={self.keras_version})"
         )
+
+
+def _float64_refusal(keras_backend, dtype, fused):
+    """Why Keras 3 on `keras_backend` does not compute a float64 layer in float64, or None.
+
+    `fused`: the layer runs through the backend's own loop (Recurrent._keras_fused_loop, unmasked).
+    Keras's type promotion maps float64 to float32 on every backend but TensorFlow
+    (keras/src/backend/common/dtypes.py, BIT64_TO_BIT32_DTYPE), and ``ops.matmul`` casts its
+    result to that type (keras/src/backend/torch/numpy.py matmul), so a cell's matrix products
+    come out in float32 while the rest stays float64. JAX without jax_enable_x64 goes further and
+    stores and computes the whole layer in float32. torch's own LSTM and GRU loops
+    (keras/src/backend/torch/rnn.py _fallback_lstm, _fallback_gru) use torch.matmul and stay
+    float64. reflstm computes in one dtype, so it refuses what it would not reproduce.
+    """
+    if dtype != np.float64 or keras_backend == "tensorflow":
+        return None
+    if keras_backend == "jax":
+        return ("Keras 3 on JAX computes a float64 layer in float32: without jax_enable_x64 it "
+                "stores the weights as float32, and with it ops.matmul still rounds to float32")
+    if not fused:
+        return ("Keras 3 on torch runs it through the cell, whose ops.matmul rounds each matrix "
+                "product to float32 (Keras maps float64 to float32 off TensorFlow)")
+    return None
 
 
 def check_weights(kernel, recurrent_kernel, blocks):

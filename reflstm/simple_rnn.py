@@ -18,8 +18,10 @@ class SimpleRNN(Recurrent):
         recurrent_kernel: (units, units), U.
         bias: (units,), b, or None for ``use_bias=False``.
         activation: g, a Keras activation name; None means linear.
-        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask,
-            keras_version: as for `reflstm.LSTM`; ``return_state`` gives ``[output, h]``.
+        return_sequences, return_state, go_backwards, stateful, zero_output_for_mask, unroll,
+            keras_version, keras_backend: as for `reflstm.LSTM`; ``return_state`` gives
+            ``[output, h]``. Keras has no loop of its own for the SimpleRNN, so a float64
+            SimpleRNN is refused on ``"torch"`` even unmasked.
 
     The arithmetic is done in the weights' dtype; ``dropout`` and ``recurrent_dropout`` act only
     in training and are absent.
@@ -40,7 +42,9 @@ class SimpleRNN(Recurrent):
         go_backwards=False,
         stateful=False,
         zero_output_for_mask=False,
+        unroll=False,
         keras_version=3,
+        keras_backend="tensorflow",
     ):
         kernel, recurrent_kernel, units = check_weights(kernel, recurrent_kernel, 1)
         if bias is not None:
@@ -58,7 +62,9 @@ class SimpleRNN(Recurrent):
                 go_backwards=go_backwards,
                 stateful=stateful,
                 zero_output_for_mask=zero_output_for_mask,
+                unroll=unroll,
             ),
+            keras_backend,
         )
         self._g = functions["activation"]
 

@@ -59,7 +59,8 @@ class Trace:
     hold what the cell computed from the carried state, but Keras discards it: the state is
     carried through unchanged (``c[:, t] == c[:, t-1]``, ``h[:, t] == h[:, t-1]``) and the
     output repeats the previous step's output — zeros before the first unmasked step, even with a
-    non-zero initial state — or is zeros with ``zero_output_for_mask=True``. So at a masked step
+    non-zero initial state (h0 there with ``keras_backend="jax"``, rolled) — or is zeros with
+    ``zero_output_for_mask=True``. So at a masked step
     C_t = f ⊙ C_{t-1} + i ⊙ c̃ does not hold, and ``output`` may differ from ``h``.
     """
 
