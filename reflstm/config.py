@@ -183,17 +183,17 @@ def _check_tensor_indices(calls, outputs, counts):
                          f"tensor {tensor}")
 
 
-def parse_model(model_config, keras_version, limits):
+def parse_model(model_config, keras_version, limits, keras_backend="tensorflow"):
     """A Plan from a model config ({"class_name", "config"}); nothing but typed fields is kept."""
     top = Fields(model_config, "model config")
     kind = top.str("class_name")
     if kind == "Sequential":
         config = top.raw("config")
         if isinstance(config, list):  # Keras 1 to 2.2 saved a Sequential as its bare list of layers
-            return _sequential(Fields({"layers": config}, "model config"), keras_version, limits)
-        return _sequential(top.object("config"), keras_version, limits)
+            return _sequential(Fields({"layers": config}, "model config"), keras_version, limits, keras_backend)
+        return _sequential(top.object("config"), keras_version, limits, keras_backend)
     if kind in ("Functional", "Model"):
-        return _functional(top.object("config"), keras_version, limits)
+        return _functional(top.object("config"), keras_version, limits, keras_backend)
     raise refuse("model config", "a Sequential or functional Keras model", f"a model of class {kind!r}")
 
 
@@ -203,7 +203,7 @@ def _count(entries, what, limits):
                      "Limits.max_layers to allow more)", f"{len(entries):,}")
 
 
-def _sequential(config, keras_version, limits):
+def _sequential(config, keras_version, limits, keras_backend):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
     entries = [_entry(entry, k) for k, entry in enumerate(entries)]
@@ -215,7 +215,7 @@ def _sequential(config, keras_version, limits):
         input_shape = entries[0].object("config").shape("batch_input_shape")
     layers, calls, previous = {}, {}, (input_name, 0, 0)
     for entry in entries:
-        plan = _layer_plan(entry, keras_version)
+        plan = _layer_plan(entry, keras_version, keras_backend)
         _add(layers, plan.name, plan)
         calls[(plan.name, 0)] = _Call((previous,), NO_MASK_ARGUMENT, None)
         previous = (plan.name, 0, 0)
@@ -224,7 +224,7 @@ def _sequential(config, keras_version, limits):
                 {input_name: input_shape}, listed)
 
 
-def _functional(config, keras_version, limits):
+def _functional(config, keras_version, limits, keras_backend):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
     layers, calls, input_shapes, listed = {}, {}, {}, []
@@ -243,7 +243,7 @@ def _functional(config, keras_version, limits):
             name = inner.str("name")
             plan = Operation(name, entry.str("class_name"), inner.raw_dict())
         else:
-            plan = _layer_plan(entry, keras_version)
+            plan = _layer_plan(entry, keras_version, keras_backend)
             name = plan.name
         if name in input_shapes:
             raise refuse("model config", "layer names used once", f"{name!r} twice")
@@ -421,7 +421,7 @@ def _evaluation_order(calls, inputs, outputs):
 
 # ---- Layers ------------------------------------------------------------------------------------
 
-def _layer_plan(entry, keras_version):
+def _layer_plan(entry, keras_version, keras_backend="tensorflow"):
     """The LayerPlan of one layer entry ({"class_name", "config", ...}) of a model config."""
     kind = entry.str("class_name")
     config = entry.object("config")
@@ -437,7 +437,9 @@ def _layer_plan(entry, keras_version):
         raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(builders))})",
                      f"class {kind!r}")
     _refuse_mixed_precision(name, config)
-    shapes, build = builder(name, config, keras_version)
+    # Only recurrent layers compute differently on Keras 3's backends (their masked steps).
+    backend = {"keras_backend": keras_backend} if kind in (*_RECURRENT, "RNN", "Bidirectional") else {}
+    shapes, build = builder(name, config, keras_version, **backend)
     basis = ", ".join(f"{key}={config.raw(key)!r}" for key in _SHAPE_FIELDS if key in config)
     if "cell" in config or "layer" in config:
         inner = config.raw("cell") or config.raw("layer")
@@ -505,14 +507,15 @@ def _activation(config, key, default, layer_name):
                  "a built-in Keras activation (a custom function is never run)", kind_of(value))
 
 
-def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=None, keras_backend="tensorflow"):
     """Shapes and builder of an LSTM (or RNN(LSTMCell)) config."""
     cell = config
     if "cell" in config:
         _, cell = _nested(config, "cell", ("LSTMCell",), name)
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "LSTM")
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "LSTM",
+                                 keras_backend)
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
@@ -525,7 +528,7 @@ def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=N
     return shapes, build
 
 
-def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=None, keras_backend="tensorflow"):
     """Shapes and builder of a GRU (or RNN(GRUCell)) config."""
     cell = config
     if "cell" in config:
@@ -535,7 +538,8 @@ def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=No
     # Keras 3 and tf_keras always save reset_after (their default is True); a Keras 2 config
     # without it was written before Keras 2.1.3 added it, by a GRU that reset before U.
     reset_after = cell.bool("reset_after", keras_version == 3)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "GRU")
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "GRU",
+                                 keras_backend)
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
@@ -551,7 +555,8 @@ def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=No
     return shapes, build
 
 
-def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_mask=None):
+def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_mask=None,
+                keras_backend="tensorflow"):
     """Shapes and builder of a SimpleRNN (or RNN(SimpleRNNCell)) config."""
     cell = config
     if "cell" in config:
@@ -559,7 +564,7 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
     options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask,
-                                 "SimpleRNN")
+                                 "SimpleRNN", keras_backend)
     options.update(activation=_activation(cell, "activation", "tanh", name))
     shapes = [(None, units), (units, units)] + ([(units,)] if use_bias else [])
 
@@ -569,7 +574,8 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
     return shapes, build
 
 
-def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, kind):
+def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, kind,
+                       keras_backend="tensorflow"):
     """The options the shared loop takes, from a recurrent layer's config (`kind`: reflstm's class)."""
     if config.bool("time_major"):
         raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
@@ -581,6 +587,9 @@ def _recurrent_options(name, config, keras_version, go_backwards, zero_output_fo
         zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
                               else zero_output_for_mask),
         keras_version=keras_version,
+        # Both change what masked steps output (reflstm.recurrent, Recurrent._mask_rule).
+        unroll=config.bool("unroll"),
+        keras_backend=keras_backend,
     )
 
 
@@ -598,15 +607,15 @@ def _recurrent(kind, name, config):
 
 
 def _recurrent_layer(kind):
-    def builder(name, config, keras_version):
-        shapes, build = _recurrent(kind, name, config)(name, config, keras_version)
+    def builder(name, config, keras_version, keras_backend="tensorflow"):
+        shapes, build = _recurrent(kind, name, config)(name, config, keras_version, keras_backend=keras_backend)
         keras_class = f"RNN({_nested(config, 'cell', tuple(_CELLS), name)[0]})" if kind == "RNN" else kind
         return shapes, lambda arrays: L.RecurrentLayer(name, build(arrays), keras_class)
 
     return builder
 
 
-def _bidirectional(name, config, keras_version):
+def _bidirectional(name, config, keras_version, keras_backend="tensorflow"):
     kinds = (*_RECURRENT, "RNN")
     forward_kind, forward_config = _nested(config, "layer", kinds, name)
     backward_kind, backward_config = forward_kind, forward_config
@@ -616,10 +625,11 @@ def _bidirectional(name, config, keras_version):
     # the backward layer processes the steps in reverse.
     zero = forward_config.bool("return_sequences")
     forward_shapes, forward = _recurrent(forward_kind, name, forward_config)(
-        name, forward_config, keras_version, zero_output_for_mask=zero)
+        name, forward_config, keras_version, zero_output_for_mask=zero, keras_backend=keras_backend)
     going_back = not forward_config.bool("go_backwards")
     backward_shapes, backward = _recurrent(backward_kind, name, backward_config)(
-        name, backward_config, keras_version, go_backwards=going_back, zero_output_for_mask=zero)
+        name, backward_config, keras_version, go_backwards=going_back, zero_output_for_mask=zero,
+        keras_backend=keras_backend)
     merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
     half = len(forward_shapes)
 

@@ -33,13 +33,16 @@ _CHILDREN = ("cell", "layer", "forward_layer", "backward_layer")
 _HDF5_MAGIC, _ZIP_MAGIC = b"\x89HDF\r\n\x1a\n", b"PK\x03\x04"
 
 
-def load(path, *, architecture=None, limits=None):
+def load(path, *, architecture=None, limits=None, keras_backend="tensorflow"):
     """The `Model` saved at `path`: a Keras 3 ``.keras`` archive or a legacy HDF5 ``.h5`` file.
 
     A weights-only file (``save_weights``: a legacy ``.h5`` or Keras 3's ``.weights.h5``) loads
     with its `architecture`: the model's JSON (``model.to_json()``), as text, a parsed dict, or a
     path. Weights are matched to layers by layer name; a layer whose weights are missing or of
     another shape is refused by name.
+
+    `keras_backend` ("tensorflow", "jax" or "torch") names the Keras 3 backend whose masked steps
+    the recurrent layers reproduce: a file does not record the backend it was trained on.
 
     `limits` (a `reflstm.Limits`) bounds what the file may make reflstm read; every refusal is a
     `ReflstmError` that names what was wrong.
@@ -62,7 +65,7 @@ def load(path, *, architecture=None, limits=None):
         config, weights, version = _read_h5(path, where, limits)
     else:
         raise refuse("path", "a Keras model file (.keras archive or HDF5 .h5)", f"{where}, which is neither")
-    model = Model(config, weights, _major(version), limits)
+    model = Model(config, weights, _major(version), limits, keras_backend)
     model.saved_by = f"Keras {version}"
     return model
 

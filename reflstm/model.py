@@ -33,11 +33,14 @@ class Model:
 
     saved_by = None  # which Keras wrote the file `reflstm.load` read, e.g. "Keras 2.1.6 (tensorflow backend)"
 
-    def __init__(self, model_config, weights, keras_version, limits=None):
+    def __init__(self, model_config, weights, keras_version, limits=None, keras_backend="tensorflow"):
         self._config, self._weights = model_config, weights
         self.keras_version = keras_version
+        # Which Keras 3 backend's masked steps the recurrent layers reproduce (reflstm.recurrent);
+        # a file does not record it, so `reflstm.load` takes it as an option.
+        self.keras_backend = keras_backend
         self._limits = limits or Limits()
-        self.graph = parse_model(model_config, keras_version, self._limits).build(weights)
+        self.graph = parse_model(model_config, keras_version, self._limits, keras_backend).build(weights)
         self.name = self.graph.name
         self.layers = {}
         for node in self.graph.nodes.values():
@@ -48,14 +51,15 @@ class Model:
     @classmethod
     def from_keras(cls, model):
         """The reflstm Model of a live Keras 3 or tf_keras model (reads its config and weights)."""
-        from reflstm.keras import keras_version_of
+        from reflstm.keras import keras_backend_of, keras_version_of
 
         keras_version = keras_version_of(model, "model", "model")
         if not hasattr(model, "layers") or not hasattr(model, "get_config"):
             raise refuse("model", "a Keras 3 or tf_keras model", f"an object of class {type(model).__name__}")
         kind = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
         weights = {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers}
-        made = cls({"class_name": kind, "config": model.get_config()}, weights, keras_version)
+        made = cls({"class_name": kind, "config": model.get_config()}, weights, keras_version,
+                   keras_backend=keras_backend_of(model, keras_version))
         made._take_keras_states(model)
         return made
 
@@ -86,7 +90,7 @@ class Model:
             name: [w.astype(dtype) if w.dtype.kind == "f" else w for w in arrays]
             for name, arrays in self._weights.items()
         }
-        made = Model(self._config, weights, self.keras_version, self._limits)
+        made = Model(self._config, weights, self.keras_version, self._limits, self.keras_backend)
         for name, layer in self.stateful_layers.items():  # the same carried states, cast
             for ours, theirs in zip(made.layers[name].cells, layer.cells):
                 ours.states = [s.astype(dtype) for s in theirs.states]

@@ -288,3 +288,20 @@ def test_gru_weights_are_checked_against_the_config(tmp_path):
     weights["gru"] = [kernel, recurrent_kernel, bias[0]]  # (15,): a reset_after=False bias
     with pytest.raises(reflstm.ReflstmError, match=r"'gru'.*shape \(2, 15\).*reset_after=True"):
         reflstm.Model(config, weights, 3)
+
+
+@pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
+def test_unrolled_masked_bidirectional_from_a_file(keras_version, tmp_path):
+    """unroll changes masked outputs (unrolled TensorFlow zeroes a go_backwards sequence with the
+    mask in input order): the config's unroll is read."""
+    k = keras_module(keras_version)
+    inp = k.Input((6, 3))
+    y = k.layers.Bidirectional(k.layers.LSTM(3, return_sequences=True, unroll=True), name="bi")(
+        k.layers.Masking()(inp))
+    model = k.Model(inp, y)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    x = model_inputs(model)
+    fmt = "keras" if keras_version == 3 else "h5"
+    assert_close(as_list(reflstm.load(save(model, tmp_path, keras_version, fmt)).predict(x)),
+                 keras_predict(model, x), "float32")
