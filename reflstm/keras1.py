@@ -15,8 +15,9 @@ them, then builds the layer today's Keras would compute the same thing with:
     Merge(mode=sum|mul|ave|max|concat) Add, Multiply, Average, Maximum, Concatenate
 
 Keras 1 computed a masked step as tf_keras does with zero_output_for_mask=False (the previous
-output, zeros before the first unmasked step, for the zero initial states Keras 1 always
-started from), Bidirectional included: Keras 1's Bidirectional did not zero its masked steps.
+output, zeros before the first unmasked step), Bidirectional included: Keras 1's Bidirectional
+did not zero its masked steps. (Keras 1's TensorFlow loop output its state h there instead of
+zeros, which differs only when a stateful layer's later call starts with masked steps.)
 Its backends (Theano, TensorFlow) computed the same for these layers, and Keras 1's
 hard_sigmoid is tf_keras's. Options that only mattered in training (init, W_regularizer,
 dropout_W, ...) are not read.
