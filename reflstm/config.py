@@ -437,8 +437,10 @@ def _layer_plan(entry, keras_version, keras_backend="tensorflow"):
         raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(builders))})",
                      f"class {kind!r}")
     _refuse_mixed_precision(name, config)
-    # Only recurrent layers compute differently on Keras 3's backends (their masked steps).
-    backend = {"keras_backend": keras_backend} if kind in (*_RECURRENT, "RNN", "Bidirectional") else {}
+    # Only Keras 3's recurrent layers compute differently on its backends (their masked steps);
+    # Keras 1 and 2 ran these layers as TensorFlow does.
+    recurrent = kind in (*_RECURRENT, "RNN", "Bidirectional")
+    backend = {"keras_backend": keras_backend} if keras_version == 3 and recurrent else {}
     shapes, build = builder(name, config, keras_version, **backend)
     basis = ", ".join(f"{key}={config.raw(key)!r}" for key in _SHAPE_FIELDS if key in config)
     if "cell" in config or "layer" in config:
