@@ -207,6 +207,8 @@ def _sequential(config, keras_version, limits, keras_backend):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
     entries = [_entry(entry, k) for k, entry in enumerate(entries)]
+    if not [entry for entry in entries if entry.str("class_name") != "InputLayer"]:
+        raise refuse("model config", "a Sequential model with at least one layer", "none")
     input_name, input_shape = "input", None
     if entries and entries[0].str("class_name") == "InputLayer":
         first = entries.pop(0).object("config")
