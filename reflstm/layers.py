@@ -274,8 +274,32 @@ class Merge:
         return grads[::-1]
 
 
+class _CarriesStates:
+    """What a model layer holding reflstm recurrent layers (`cells`) offers about their states."""
+
+    @property
+    def stateful(self):
+        return self.cells[0].stateful
+
+    @property
+    def states(self):
+        """The carried states of a stateful layer, each (batch, units), as Keras's
+        ``layer.states``: [h, c] for an LSTM, [h] otherwise; a Bidirectional's forward
+        direction's, then its backward one's. None when not stateful."""
+        if not self.stateful or any(cell.states is None for cell in self.cells):
+            return None
+        return [s for cell in self.cells for s in cell.states]
+
+    def reset_state(self):
+        """Set the carried states to zeros (shapes kept), as Keras's ``layer.reset_state()``."""
+        for cell in self.cells:
+            cell.reset_state()
+
+    reset_states = reset_state  # tf_keras's name
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class RecurrentLayer:
+class RecurrentLayer(_CarriesStates):
     """A reflstm.LSTM, GRU or SimpleRNN in a model (also RNN around their cells): extra inputs
     after the first are its initial states ([h0, c0] for the LSTM, [h0] for the others).
 
@@ -299,23 +323,6 @@ class RecurrentLayer:
     def cells(self):
         """The reflstm recurrent layers inside: (cell,) here, (forward, backward) in a Bidirectional."""
         return (self.cell,)
-
-    @property
-    def stateful(self):
-        return self.cell.stateful
-
-    @property
-    def states(self):
-        """The carried states of a stateful layer ([h, c] for an LSTM, [h] otherwise), each
-        (batch, units), as Keras's ``layer.states``; None when not stateful."""
-        return _states(self.cells)
-
-    def reset_state(self):
-        """Set the carried states to zeros (shape kept), as Keras's ``layer.reset_state()``."""
-        for cell in self.cells:
-            cell.reset_state()
-
-    reset_states = reset_state  # tf_keras's name
 
     def __call__(self, inputs, masks, traces=None, use_mask=True):
         """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
@@ -380,7 +387,7 @@ class BidirectionalTrace:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Bidirectional:
+class Bidirectional(_CarriesStates):
     """Bidirectional(LSTM), (GRU) or (SimpleRNN): keras/src/layers/rnn/bidirectional.py.
 
     Both layers see the same input and mask (Keras forces zero_output_for_mask to
@@ -408,23 +415,6 @@ class Bidirectional:
     @property
     def cells(self):
         return (self.forward, self.backward)
-
-    @property
-    def stateful(self):
-        return self.forward.stateful
-
-    @property
-    def states(self):
-        """The forward layer's carried states, then the backward layer's (Keras's
-        ``Bidirectional.states``); None when not stateful."""
-        return _states(self.cells)
-
-    def reset_state(self):
-        """Set both directions' carried states to zeros, as Keras's ``reset_state()`` does."""
-        for cell in self.cells:
-            cell.reset_state()
-
-    reset_states = reset_state  # tf_keras's name
 
     def __call__(self, inputs, masks, traces=None, use_mask=True):
         """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
@@ -512,13 +502,6 @@ class Bidirectional:
         else:  # None: both, unmerged
             outputs = [y, y_rev]
         return outputs + states
-
-
-def _states(cells):
-    """The carried states of stateful cells, in order, as one list; None when not stateful."""
-    if not cells[0].stateful or any(cell.states is None for cell in cells):
-        return None
-    return [s for cell in cells for s in cell.states]
 
 
 def _split_states(state):
