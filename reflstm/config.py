@@ -25,7 +25,7 @@ from reflstm.lstm import LSTM
 from reflstm.simple_rnn import SimpleRNN
 from reflstm.ops import OPERATIONS, Operation
 
-__all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "parse_model"]
+__all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "layer_entries", "parse_model"]
 
 NO_MASK_ARGUMENT = "no mask argument"  # a node whose call recorded no `mask`: masks propagate
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
@@ -195,6 +195,15 @@ def parse_model(model_config, keras_version, limits, keras_backend="tensorflow")
     if kind in ("Functional", "Model"):
         return _functional(top.object("config"), keras_version, limits, keras_backend)
     raise refuse("model config", "a Sequential or functional Keras model", f"a model of class {kind!r}")
+
+
+def layer_entries(model_config):
+    """The layer entries ({"class_name", "config", ...}) of a raw, unchecked model config: a
+    Sequential's bare list or any model's "layers", the entries that are objects, for a glance
+    before `parse_model` reads it (which Keras wrote it, a known bug)."""
+    config = model_config.get("config") if isinstance(model_config, dict) else None
+    entries = config.get("layers") if isinstance(config, dict) else config
+    return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
 
 
 def _count(entries, what, limits):
@@ -518,8 +527,7 @@ def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=N
         _, cell = _nested(config, "cell", ("LSTMCell",), name)
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "LSTM",
-                                 keras_backend)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, keras_backend)
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
@@ -542,8 +550,7 @@ def _gru(name, config, keras_version, go_backwards=None, zero_output_for_mask=No
     # Keras 3 and tf_keras always save reset_after (their default is True); a Keras 2 config
     # without it was written before Keras 2.1.3 added it, by a GRU that reset before U.
     reset_after = cell.bool("reset_after", keras_version == 3)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, "GRU",
-                                 keras_backend)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, keras_backend)
     options.update(
         activation=_activation(cell, "activation", "tanh", name),
         recurrent_activation=_activation(cell, "recurrent_activation", "sigmoid", name),
@@ -567,8 +574,7 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
         _, cell = _nested(config, "cell", ("SimpleRNNCell",), name)
     units = cell.int("units", minimum=1)
     use_bias = cell.bool("use_bias", True)
-    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask,
-                                 "SimpleRNN", keras_backend)
+    options = _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, keras_backend)
     options.update(activation=_activation(cell, "activation", "tanh", name))
     shapes = [(None, units), (units, units)] + ([(units,)] if use_bias else [])
 
@@ -578,9 +584,9 @@ def _simple_rnn(name, config, keras_version, go_backwards=None, zero_output_for_
     return shapes, build
 
 
-def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask, kind,
+def _recurrent_options(name, config, keras_version, go_backwards, zero_output_for_mask,
                        keras_backend="tensorflow"):
-    """The options the shared loop takes, from a recurrent layer's config (`kind`: reflstm's class)."""
+    """The options the shared loop takes, from a recurrent layer's config."""
     if config.bool("time_major"):
         raise refuse(f"layer {name!r}", "a batch-major layer (time_major=False)", "time_major=True")
     return dict(
@@ -628,17 +634,24 @@ def _bidirectional(name, config, keras_version, keras_backend="tensorflow"):
     # keras bidirectional.py: both directions get zero_output_for_mask = return_sequences, and
     # the backward layer processes the steps in reverse.
     zero = forward_config.bool("return_sequences")
-    forward_shapes, forward = _recurrent(forward_kind, name, forward_config)(
+    forward = _recurrent(forward_kind, name, forward_config)(
         name, forward_config, keras_version, zero_output_for_mask=zero, keras_backend=keras_backend)
     going_back = not forward_config.bool("go_backwards")
-    backward_shapes, backward = _recurrent(backward_kind, name, backward_config)(
+    backward = _recurrent(backward_kind, name, backward_config)(
         name, backward_config, keras_version, go_backwards=going_back, zero_output_for_mask=zero,
         keras_backend=keras_backend)
+    return _bidirectional_plan(name, config, forward, backward)
+
+
+def _bidirectional_plan(name, config, forward, backward):
+    """A Bidirectional's shapes and builder from its directions' (shapes, build), the forward
+    direction's arrays first, and its merge_mode."""
     merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
+    (forward_shapes, build_forward), (backward_shapes, build_backward) = forward, backward
     half = len(forward_shapes)
 
     def build(arrays):
-        return L.Bidirectional(name, forward(arrays[:half]), backward(arrays[half:]), merge_mode)
+        return L.Bidirectional(name, build_forward(arrays[:half]), build_backward(arrays[half:]), merge_mode)
 
     return forward_shapes + backward_shapes, build
 

@@ -15,7 +15,7 @@ import os
 import re
 import zipfile
 
-from reflstm.config import LayerPlan, parse_model
+from reflstm.config import LayerPlan, layer_entries, parse_model
 from reflstm.errors import ReflstmError, refuse
 from reflstm.fields import kind_of
 from reflstm.keras1 import uses_keras1_names
@@ -350,10 +350,8 @@ def _refuse_keras_2_0_gru(config, version):
     reset gate's kernel (fixed in 2.0.2): a function reflstm does not reproduce, so it is refused."""
     if version not in ("2.0.0", "2.0.1"):
         return
-    inner = config.get("config") if isinstance(config, dict) else None
-    entries = inner.get("layers") if isinstance(inner, dict) else inner
-    for entry in entries if isinstance(entries, list) else []:
-        fields = entry.get("config") if isinstance(entry, dict) else None
+    for entry in layer_entries(config):
+        fields = entry.get("config")
         if entry.get("class_name") == "GRU" and isinstance(fields, dict) and fields.get("implementation") == 1:
             raise refuse(f"layer {fields.get('name')!r}", "a GRU as Keras computes it today", f"Keras {version}'s "
                          "GRU with implementation=1, whose candidate used the reset gate's input kernel (a "

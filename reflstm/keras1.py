@@ -26,73 +26,57 @@ dropout_W, ...) are not read.
 import numpy as np
 
 from reflstm import layers as L
-from reflstm.config import _activation, _merge, _nested, _recurrent_options
+from reflstm.config import (
+    _BUILDERS, _activation, _bidirectional_plan, _merge, _nested, _no_weights, _recurrent_options, layer_entries,
+)
 from reflstm.gru import GRU
 from reflstm.lstm import LSTM
 from reflstm.simple_rnn import SimpleRNN
 
 __all__ = ["BUILDERS", "uses_keras1_names"]
 
-# Keras 1's per-gate arrays (W, U, b for each), in the order Keras 1 listed them.
-_LSTM_GATES = "icfo"
-_GRU_GATES = "zrh"
 # The semantics of masks, activations and merges: Keras 1 computed them as tf_keras does.
 _SEMANTICS = 2
 
 
-def _options(name, config, kind, go_backwards, zero_output_for_mask, activations):
+def _options(name, config, go_backwards, zero_output_for_mask, activations):
     """The shared loop's options from a Keras 1 recurrent config (Keras 1 had no return_state
     and never zeroed masked steps), with its activations (field: default) under today's names."""
-    options = _recurrent_options(name, config, _SEMANTICS, go_backwards, zero_output_for_mask, kind)
+    options = _recurrent_options(name, config, _SEMANTICS, go_backwards, zero_output_for_mask)
     names = {"activation": "activation", "inner_activation": "recurrent_activation"}
     for key, default in activations.items():
         options[names[key]] = _activation(config, key, default, name)
     return options
 
 
-def _per_gate(arrays, gates, order):
-    """kernel, recurrent_kernel, bias from Keras 1's [W_g, U_g, b_g for g in gates], in `order`."""
-    by_gate = {gate: arrays[3 * k : 3 * k + 3] for k, gate in enumerate(gates)}
-    return [np.concatenate([by_gate[g][part] for g in order], axis=-1) for part in range(3)]
+def _gated(cell, gates, order, **fixed):
+    """The reader of Keras 1's LSTM (`gates` "icfo") or GRU ("zrh"): one (W, U, b) per gate, listed
+    in `gates`, or with consume_less="gpu" one W, U and b already in today's `order`."""
 
+    def read(name, config, go_backwards=None, zero_output_for_mask=False):
+        units = config.int("output_dim", minimum=1)
+        concatenated = config.str("consume_less", "cpu", choices=("cpu", "mem", "gpu")) == "gpu"
+        options = _options(name, config, go_backwards, zero_output_for_mask,
+                           {"activation": "tanh", "inner_activation": "hard_sigmoid"})
+        if concatenated:
+            shapes = [(None, len(gates) * units), (units, len(gates) * units), (len(gates) * units,)]
+        else:
+            shapes = [(None, units), (units, units), (units,)] * len(gates)
 
-def _recurrent_shapes(units, gates, concatenated):
-    if concatenated:
-        return [(None, len(gates) * units), (units, len(gates) * units), (len(gates) * units,)]
-    return [(None, units), (units, units), (units,)] * len(gates)
+        def build(arrays):
+            if not concatenated:
+                by_gate = {gate: arrays[3 * k : 3 * k + 3] for k, gate in enumerate(gates)}
+                arrays = [np.concatenate([by_gate[g][part] for g in order], axis=-1) for part in range(3)]
+            return cell(*arrays, **fixed, **options)
 
+        return shapes, build
 
-def _lstm(name, config, go_backwards=None, zero_output_for_mask=False):
-    """Keras 1's LSTM: i = σ(x W_i + h U_i + b_i), and so on; 12 arrays, or 3 with consume_less="gpu"."""
-    units = config.int("output_dim", minimum=1)
-    concatenated = config.str("consume_less", "cpu", choices=("cpu", "mem", "gpu")) == "gpu"
-    options = _options(name, config, "LSTM", go_backwards, zero_output_for_mask,
-                       {"activation": "tanh", "inner_activation": "hard_sigmoid"})
-
-    def build(arrays):
-        kernel, recurrent, bias = arrays if concatenated else _per_gate(arrays, _LSTM_GATES, "ifco")
-        return LSTM(kernel, recurrent, bias, **options)
-
-    return _recurrent_shapes(units, _LSTM_GATES, concatenated), build
-
-
-def _gru(name, config, go_backwards=None, zero_output_for_mask=False):
-    """Keras 1's GRU: h = z * h_prev + (1 - z) * tanh(x W_h + (r * h_prev) U_h + b_h); 9 arrays, or 3."""
-    units = config.int("output_dim", minimum=1)
-    concatenated = config.str("consume_less", "cpu", choices=("cpu", "mem", "gpu")) == "gpu"
-    options = _options(name, config, "GRU", go_backwards, zero_output_for_mask,
-                       {"activation": "tanh", "inner_activation": "hard_sigmoid"})
-
-    def build(arrays):
-        kernel, recurrent, bias = arrays if concatenated else _per_gate(arrays, _GRU_GATES, "zrh")
-        return GRU(kernel, recurrent, bias, reset_after=False, **options)
-
-    return _recurrent_shapes(units, _GRU_GATES, concatenated), build
+    return read
 
 
 def _simple_rnn(name, config, go_backwards=None, zero_output_for_mask=False):
     units = config.int("output_dim", minimum=1)
-    options = _options(name, config, "SimpleRNN", go_backwards, zero_output_for_mask, {"activation": "tanh"})
+    options = _options(name, config, go_backwards, zero_output_for_mask, {"activation": "tanh"})
 
     def build(arrays):
         return SimpleRNN(*arrays, **options)
@@ -100,6 +84,10 @@ def _simple_rnn(name, config, go_backwards=None, zero_output_for_mask=False):
     return [(None, units), (units, units), (units,)], build
 
 
+# Keras 1's LSTM listed its gates i, c, f, o (today's blocks are i, f, c, o); its GRU z, r, h,
+# with r applied before U_h (today's reset_after=False).
+_lstm = _gated(LSTM, "icfo", "ifco")
+_gru = _gated(GRU, "zrh", "zrh", reset_after=False)
 _RECURRENT = {"LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn}
 
 
@@ -115,15 +103,9 @@ def _bidirectional(name, config, keras_version):
     """Keras 1.2's Bidirectional: the wrapped layer and its copy with go_backwards flipped, their
     arrays forward first; masked steps are not zeroed (Keras 1 had no zero_output_for_mask)."""
     kind, inner = _nested(config, "layer", tuple(_RECURRENT), name)
-    forward_shapes, forward = _RECURRENT[kind](name, inner)
-    backward_shapes, backward = _RECURRENT[kind](name, inner, go_backwards=not inner.bool("go_backwards"))
-    merge_mode = config.str("merge_mode", "concat", choices=("concat", "sum", "mul", "ave"), optional=True)
-    half = len(forward_shapes)
-
-    def build(arrays):
-        return L.Bidirectional(name, forward(arrays[:half]), backward(arrays[half:]), merge_mode)
-
-    return forward_shapes + backward_shapes, build
+    forward = _RECURRENT[kind](name, inner)
+    backward = _RECURRENT[kind](name, inner, go_backwards=not inner.bool("go_backwards"))
+    return _bidirectional_plan(name, config, forward, backward)
 
 
 def _dense(name, config, keras_version):
@@ -142,21 +124,7 @@ def _time_distributed(name, config, keras_version):
     return _dense(name, inner, keras_version)
 
 
-def _embedding(name, config, keras_version):
-    input_dim, output_dim = config.int("input_dim", minimum=1), config.int("output_dim", minimum=1)
-    mask_zero = config.bool("mask_zero")
-    return [(input_dim, output_dim)], lambda arrays: L.Embedding(name, arrays[0], mask_zero)
-
-
-def _no_weights(make):
-    def builder(name, config, keras_version):
-        layer = make(name, config)  # read every field now, before any weight
-        return [], lambda arrays: layer
-
-    return builder
-
-
-def _activation_layer(name, config):
+def _activation_layer(name, config, keras_version):
     return L.Activation(name, _activation(config, "activation", None, name) or "linear", _SEMANTICS)
 
 
@@ -171,11 +139,9 @@ def uses_keras1_names(model_config):
     Keras 2 and 3 always record their version, so tf_keras reads such a file as Keras 1; here a
     config is taken for Keras 1's unless its layers (or the layers they wrap) use later names.
     """
-    config = model_config.get("config") if isinstance(model_config, dict) else None
-    entries = config.get("layers") if isinstance(config, dict) else config
     fields = set()
-    for entry in entries if isinstance(entries, list) else []:
-        inner = entry.get("config") if isinstance(entry, dict) else None
+    for entry in layer_entries(model_config):
+        inner = entry.get("config")
         if isinstance(inner, dict):
             fields.update(inner)
             wrapped = inner.get("layer")
@@ -192,12 +158,10 @@ BUILDERS = {
     "Dense": _dense,
     "TimeDistributed": _time_distributed,
     "TimeDistributedDense": _dense,  # Keras 1's Dense over every step (deprecated in favour of the above)
-    "Embedding": _embedding,
     "Merge": _merge,
-    "Masking": _no_weights(lambda name, c: L.Masking(name, float(c.number("mask_value", 0.0)))),
-    "Dropout": _no_weights(lambda name, c: L.Identity(name)),
-    "SpatialDropout1D": _no_weights(lambda name, c: L.Identity(name)),
     "Activation": _no_weights(_activation_layer),
-    "Flatten": _no_weights(lambda name, c: L.Flatten(name)),
-    "RepeatVector": _no_weights(lambda name, c: L.RepeatVector(name, c.int("n", minimum=1, maximum=10**6))),
+    # Read from the same fields as today's (Embedding's input_dim, output_dim, mask_zero; Masking's
+    # mask_value; RepeatVector's n); Keras 1's Dropout p is not needed at inference.
+    **{kind: _BUILDERS[kind] for kind in ("Embedding", "Masking", "Dropout", "SpatialDropout1D", "Flatten",
+                                          "RepeatVector")},
 }
