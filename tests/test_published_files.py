@@ -72,28 +72,25 @@ DL4J = {
 PUBLISHED = pathlib.Path(os.environ.get("REFLSTM_PUBLISHED", HERE / "absent"))
 
 
-@pytest.mark.parametrize("name", list(DL4J))
-def test_dl4j_saved_model(name):
-    if not (PUBLISHED / name).exists():
-        pytest.skip(f"{name} (deeplearning4j's test resources, Apache-2.0) is not committed here; "
-                    "set REFLSTM_PUBLISHED to a folder holding it (tests/published/SOURCES.md says where "
-                    "it comes from)")
-    import h5py
-
-    io_name, keras_version = DL4J[name]
-    with h5py.File(PUBLISHED / io_name, "r") as f:
-        x = np.asarray(next(iter(f["inputs"].values())))
-        expected = np.asarray(next(iter(f["predictions"].values())))
-    ref = reflstm.load(PUBLISHED / name)
-    assert ref.keras_version == keras_version
-    np.testing.assert_allclose(ref.predict(x), expected, rtol=2e-6, atol=2e-6)
-
-
 def _published(name):
     if not (PUBLISHED / name).exists():
         pytest.skip(f"{name} (deeplearning4j's test resources, Apache-2.0) is not committed here; set "
                     "REFLSTM_PUBLISHED to a folder holding it (tests/published/SOURCES.md says where it comes from)")
     return PUBLISHED / name
+
+
+@pytest.mark.parametrize("name", list(DL4J))
+def test_dl4j_saved_model(name):
+    import h5py
+
+    path = _published(name)
+    io_name, keras_version = DL4J[name]
+    with h5py.File(_published(io_name), "r") as f:
+        x = np.asarray(next(iter(f["inputs"].values())))
+        expected = np.asarray(next(iter(f["predictions"].values())))
+    ref = reflstm.load(path)
+    assert ref.keras_version == keras_version
+    np.testing.assert_allclose(ref.predict(x), expected, rtol=2e-6, atol=2e-6)
 
 
 def test_dl4j_keras1_weights_only():
