@@ -8,15 +8,15 @@
     m = reflstm.load("model.keras")          # a whole saved model, no TensorFlow needed
     y = m.predict(x); traces = m.trace(x)   # {layer name: Trace}
 
-The equations of every layer are in `reflstm.equations`; the loop they share in
-`reflstm.recurrent`.
+The equations of every layer are in `reflstm.cells.equations`; the loop they share in
+`reflstm.cells.recurrent`.
 """
 
 from reflstm.errors import ReflstmError
-from reflstm.gru import GRU
-from reflstm.lstm import LSTM
-from reflstm.simple_rnn import SimpleRNN
-from reflstm.trace import GRUPreactivation, GRUTrace, Preactivation, SimpleRNNTrace, Trace
+from reflstm.cells.gru import GRU
+from reflstm.cells.lstm import LSTM
+from reflstm.cells.simple_rnn import SimpleRNN
+from reflstm.cells.trace import GRUPreactivation, GRUTrace, Preactivation, SimpleRNNTrace, Trace
 
 __all__ = [
     "LSTM", "GRU", "SimpleRNN", "Limits", "Model", "Trace", "GRUTrace", "SimpleRNNTrace", "Preactivation",
@@ -27,12 +27,12 @@ __version__ = "0.1.0"
 
 # The rest loads on first use, so that `import reflstm` (and the command line) starts fast.
 _LAZY = {
-    "Model": "reflstm.model",
-    "load": "reflstm.files",
-    "Limits": "reflstm.untrusted",
-    "attribute": "reflstm.attribution",
-    "memory_horizon": "reflstm.attribution",
-    "diagnose": "reflstm.diagnosis",
+    "Model": "reflstm.models.model",
+    "load": "reflstm.formats.files",
+    "Limits": "reflstm.formats.untrusted",
+    "attribute": "reflstm.analysis.attribution",
+    "memory_horizon": "reflstm.analysis.attribution",
+    "diagnose": "reflstm.analysis.diagnosis",
 }
 
 

@@ -30,12 +30,12 @@ import tempfile
 import numpy as np
 
 from reflstm import __version__
-from reflstm.equations import GATES, GRU_GATES, gate_slice
+from reflstm.cells.equations import GATES, GRU_GATES, gate_slice
 from reflstm.errors import ReflstmError, refuse
-from reflstm.files import load
-from reflstm.untrusted import regular_file
-from reflstm.layers import Bidirectional, BidirectionalTrace, _as_list
-from reflstm.trace import GRUTrace, SimpleRNNTrace
+from reflstm.formats.files import load
+from reflstm.formats.untrusted import regular_file
+from reflstm.models.layers import Bidirectional, BidirectionalTrace, _as_list
+from reflstm.cells.trace import GRUTrace, SimpleRNNTrace
 
 QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")  # an LSTM's, as trace writes them
 # Every recurrent layer's quantities, by its reflstm class.
@@ -600,7 +600,7 @@ def _random_input(model, seed=0):
 
 
 def _embedding_after(model, input_name):
-    from reflstm.layers import Embedding
+    from reflstm.models.layers import Embedding
 
     for node in model.graph.nodes.values():
         if isinstance(node.layer, Embedding) and any(src == input_name for src, _, _ in node.inputs):
@@ -667,7 +667,7 @@ def _reset_keras_states(keras_model):
 
 def _keras_model(args, keras_version):
     """The file loaded by the Keras that wrote it (Keras 3, or tf_keras for Keras 2)."""
-    from reflstm.keras_import import import_keras
+    from reflstm.frameworks.keras_import import import_keras
 
     if keras_version == 1:
         raise refuse("verify", "a file that an installed Keras loads", "a Keras 1 file, which neither "
@@ -716,7 +716,7 @@ def _layer_trace(model, name, x, direction=None):
 
 
 def explain_command(args):
-    from reflstm.explain import equations, step_table
+    from reflstm.analysis.explain import equations, step_table
 
     if args.units < 1:
         raise refuse("--units", "a positive number of units", str(args.units))
@@ -805,7 +805,7 @@ def _panels(trace):
 
 
 def diagnose_command(args):
-    from reflstm.diagnosis import diagnose
+    from reflstm.analysis.diagnosis import diagnose
 
     regular_file(args.arrays, "ARRAYS", ".npz file")
     try:
@@ -823,7 +823,7 @@ def diagnose_command(args):
 
 
 def attribute_command(args):
-    from reflstm.attribution import attribute
+    from reflstm.analysis.attribution import attribute
 
     out = _writable(args.out, "--out", ".npz") if args.out else None
     if args.plot:  # before any work: a missing matplotlib or a format it cannot write
@@ -860,7 +860,7 @@ def attribute_command(args):
     print(result.feature_table())
     lstm = target if target is not model else _first_lstm_on_input(model)
     if lstm is not None:
-        from reflstm.attribution import memory_horizon
+        from reflstm.analysis.attribution import memory_horizon
 
         half_life = memory_horizon(lstm, x).half_life()
         print("forget-gate half-life per unit (steps back until half of C_t is forgotten): "
@@ -883,7 +883,7 @@ def attribute_command(args):
 
 def _lstm_target(model, layer_name):
     """The LSTM `layer_name` (default: the first), which must read the model's input directly."""
-    from reflstm.layers import LSTMLayer
+    from reflstm.models.layers import LSTMLayer
 
     names = [n for n, l in model.lstm_layers.items() if isinstance(l, LSTMLayer)]
     name = layer_name or (names[0] if names else None)

@@ -12,15 +12,15 @@ import sys
 import numpy as np
 
 import reflstm
-from reflstm.equations import GATES, gate_slice
-from reflstm.explain import step_table
+from reflstm.cells.equations import GATES, gate_slice
+from reflstm.analysis.explain import step_table
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 2, 6, 3, 4
 
 
 def build_keras_layer(keras_version, dtype, rng):
     """A Keras LSTM with distinct random weights per gate and a non-zero bias."""
-    from reflstm.keras_import import import_keras
+    from reflstm.frameworks.keras_import import import_keras
 
     keras = import_keras(keras_version)
     layer = keras.layers.LSTM(UNITS, return_sequences=True, return_state=True, dtype=dtype)

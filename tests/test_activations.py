@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_layers import keras_module
-from reflstm import activations
+from reflstm.cells import activations
 from reflstm.errors import ReflstmError
 
 # Ordinary values, the kinks of the piecewise functions, and extremes.

@@ -16,7 +16,7 @@ import pytest
 
 import backend_cases as C
 import reflstm
-from reflstm.layers import Bidirectional
+from reflstm.models.layers import Bidirectional
 
 FLOAT32 = 1e-6  # every case runs in float32; the largest difference seen is 4.8e-7
 FLOAT64 = 1e-12

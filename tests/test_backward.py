@@ -6,7 +6,7 @@ import pytest
 
 import reflstm
 from keras_layers import KERAS_VERSIONS, keras_module, make_layer
-from reflstm import activations
+from reflstm.cells import activations
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 3, 6, 4, 5
 GRAD_TOL = 1e-10  # float64 gradients

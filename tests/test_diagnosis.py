@@ -5,7 +5,7 @@ import pytest
 
 import reflstm
 from keras_layers import call_keras, make_layer
-from reflstm.layouts import KERAS, ONNX, TF1, reorder
+from reflstm.frameworks.layouts import KERAS, ONNX, TF1, reorder
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 4, 7, 3, 5
 

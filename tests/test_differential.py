@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 import reflstm
 from keras_layers import TOLERANCE, call_keras, keras_module, make_layer
-from reflstm import activations
+from reflstm.cells import activations
 
-# tf_keras's activation-layer names are float32-only (see reflstm.activations); every other
+# tf_keras's activation-layer names are float32-only (see reflstm.cells.activations); every other
 # name either Keras accepts for an LSTM is drawn.
 FLOAT32_ONLY = ("ReLU", "ELU", "LeakyReLU", "Softmax", "ThresholdedReLU")
 WORST = {"float64": [0, 0.0], "float32": [0, 0.0]}  # configurations run, worst relative error

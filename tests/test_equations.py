@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reflstm
-from reflstm.equations import GATES, gate_slice
+from reflstm.cells.equations import GATES, gate_slice
 
 
 def test_zero_weights_give_half_gates():

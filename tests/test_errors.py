@@ -167,7 +167,7 @@ def test_converter_misuse_is_refused():
         reflstm.LSTM.from_torch({"weight_ih_l0": rng.normal(size=(12, 2)), "weight_hh_l0": rng.normal(size=(12, 3)),
                                  "bias_ih_l0": rng.normal(size=12)})
     with pytest.raises(reflstm.ReflstmError, match="nn.LSTM module"):
-        from reflstm.pytorch import TorchLSTM
+        from reflstm.frameworks.pytorch import TorchLSTM
 
         TorchLSTM({"weight_ih_l0": np.zeros((12, 2)), "weight_hh_l0": np.zeros((12, 3))})
     arrays = [rng.normal(size=s) for _ in "icfo" for s in ((2, 3), (3, 3), (3,))]
@@ -178,6 +178,6 @@ def test_converter_misuse_is_refused():
 
 def test_diagnose_stays_a_function():
     """reflstm.diagnose is the function even after the command line imported its module."""
-    import reflstm.cli  # noqa: F401  (imports reflstm.diagnosis)
+    import reflstm.cli  # noqa: F401  (imports reflstm.analysis.diagnosis)
 
     assert callable(reflstm.diagnose) and reflstm.diagnose.__name__ == "diagnose"

@@ -6,7 +6,7 @@ import pytest
 
 import reflstm
 from keras_layers import KERAS_VERSIONS, TOLERANCE, call_keras, keras_module, make_layer, random_cell_weights
-from reflstm.equations import GRU_GATES, gate_slice
+from reflstm.cells.equations import GRU_GATES, gate_slice
 from test_lstm import MASKS, assert_same
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 3, 7, 4, 5

@@ -14,7 +14,7 @@ def test_demo_and_imports_print_no_tensorflow_start_up_lines():
     """The demo (Keras 3) prints nothing on stderr; import_keras(2) leaves nothing of TensorFlow's."""
     demo = subprocess.run([sys.executable, "-m", "reflstm.demo"], capture_output=True, text=True)
     assert demo.returncode == 0 and demo.stderr == "", demo.stderr
-    imports = run_python("from reflstm.keras_import import import_keras; import_keras(2)")
+    imports = run_python("from reflstm.frameworks.keras_import import import_keras; import_keras(2)")
     assert imports.returncode == 0 and not any(words in imports.stderr for words in NOISE), imports.stderr
 
 
@@ -22,7 +22,7 @@ def test_other_lines_written_during_the_import_still_show():
     """Only TensorFlow's known start-up lines are dropped; anything else reaches stderr, in order."""
     result = run_python(
         "import os\n"
-        "from reflstm.keras_import import _without_tensorflow_noise\n"
+        "from reflstm.frameworks.keras_import import _without_tensorflow_noise\n"
         "with _without_tensorflow_noise():\n"
         "    os.write(2, b'W0000 cudart_stub.cc:31] Could not find cuda drivers on your machine.\\n')\n"
         "    os.write(2, b'a real problem\\n')\n"

@@ -5,7 +5,7 @@ import pytest
 
 import reflstm
 from keras_layers import call_keras, make_layer, random_weights
-from reflstm.onnx_lstm import lstms_from_onnx_file
+from reflstm.frameworks.onnx import lstms_from_onnx_file
 
 onnx = pytest.importorskip("onnx", reason="onnx is a test extra; install reflstm[test]")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is a test extra; install reflstm[test]")

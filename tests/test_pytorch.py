@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import reflstm
-from reflstm.pytorch import TorchLSTM
+from reflstm.frameworks.pytorch import TorchLSTM
 
 torch = pytest.importorskip("torch", reason="torch is a test extra; install reflstm[test]")
 

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.fields import Fields, kind_of
+from reflstm.formats.fields import Fields, kind_of
 
 __all__ = ["Operation", "OPERATIONS"]
 

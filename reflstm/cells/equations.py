@@ -1,6 +1,6 @@
 """The steps of Keras's recurrent cells, once: LSTM, GRU and SimpleRNN.
 
-Each cell's equations are written here and nowhere else; `reflstm.recurrent` runs any of them
+Each cell's equations are written here and nowhere else; `reflstm.cells.recurrent` runs any of them
 over time. The LSTM comes first, then the GRU (`gru_step`) and the SimpleRNN (`simple_rnn_step`).
 
 LSTM
@@ -24,7 +24,7 @@ h_t = o_t ⊙ g(C_t), not a linear function of C_t.
 
 The four pre-activations are computed together as one row z = x_t W + h_{t-1} U + b of width
 4 * units, then split; `step` takes that z. The backward pass of these equations is written out
-in `reflstm.backward`.
+in `reflstm.cells.backward`.
 
 GRU
 ---

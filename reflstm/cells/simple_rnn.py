@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from reflstm.equations import simple_rnn_step
+from reflstm.cells.equations import simple_rnn_step
 from reflstm.errors import refuse
-from reflstm.recurrent import Recurrent, _weight, check_weights
-from reflstm.trace import SimpleRNNTrace
+from reflstm.cells.recurrent import Recurrent, _weight, check_weights
+from reflstm.cells.trace import SimpleRNNTrace
 
 __all__ = ["SimpleRNN"]
 

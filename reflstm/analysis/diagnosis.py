@@ -19,8 +19,8 @@ import itertools
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.layouts import KERAS, reorder
-from reflstm.lstm import LSTM
+from reflstm.frameworks.layouts import KERAS, reorder
+from reflstm.cells.lstm import LSTM
 
 __all__ = ["diagnose", "Diagnosis", "Hypothesis"]
 

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from reflstm.equations import GRU_GATES, gate_slice
+from reflstm.cells.equations import GRU_GATES, gate_slice
 
 __all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace"]
 
@@ -43,7 +43,7 @@ class Trace:
 
     Step t of the trace is the t-th step the layer processed: with ``go_backwards=True`` that is
     input step ``timesteps - 1 - t``, so ``h`` lines up with what Keras returns for
-    ``return_sequences=True``. The equations are in `reflstm.equations`.
+    ``return_sequences=True``. The equations are in `reflstm.cells.equations`.
 
     Fields, each (batch, timesteps, units) unless stated:
         i, f, c_tilde, o: the gates and the candidate, as the cell computed them at step t.
@@ -128,7 +128,7 @@ class GRUPreactivation:
 @dataclasses.dataclass(frozen=True, eq=False)
 class GRUTrace:
     """What a GRU computed at every step, in processing order (as `Trace`; equations in
-    `reflstm.equations`).
+    `reflstm.cells.equations`).
 
     Fields, each (batch, timesteps, units) unless stated:
         z, r: the update and reset gates at step t.

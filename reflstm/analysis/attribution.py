@@ -28,7 +28,7 @@ import dataclasses
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.lstm import LSTM
+from reflstm.cells.lstm import LSTM
 
 __all__ = ["attribute", "Attribution", "memory_horizon", "MemoryHorizon"]
 

@@ -2,7 +2,7 @@
 
 Both dialects are read: Keras 3's and tf_keras's. A config is untrusted data, read in two steps:
 
-1. `parse_model` reads it into a `Plan` with typed fields only (`reflstm.fields`): every layer's
+1. `parse_model` reads it into a `Plan` with typed fields only (`reflstm.formats.fields`): every layer's
    class (nested cells and wrapped layers too, custom classes refused), its options, and the
    shape of every weight array its config predicts — known before any weight is read, so that
    a file reader can check each dataset against it first.
@@ -17,13 +17,13 @@ import dataclasses
 
 import numpy as np
 
-from reflstm import layers as L
+from reflstm.models import layers as L
 from reflstm.errors import refuse, shape_pattern
-from reflstm.fields import Fields, kind_of
-from reflstm.gru import GRU
-from reflstm.lstm import LSTM
-from reflstm.simple_rnn import SimpleRNN
-from reflstm.ops import OPERATIONS, Operation
+from reflstm.formats.fields import Fields, kind_of
+from reflstm.cells.gru import GRU
+from reflstm.cells.lstm import LSTM
+from reflstm.cells.simple_rnn import SimpleRNN
+from reflstm.models.ops import OPERATIONS, Operation
 
 __all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "layer_entries", "parse_model"]
 
@@ -468,7 +468,7 @@ _SHAPE_FIELDS = ("units", "use_bias", "reset_after", "input_dim", "output_dim", 
 def _builders(keras_version):
     """The layer builders for configs written by Keras `keras_version` (1, 2 or 3)."""
     if keras_version == 1:
-        from reflstm.keras1 import BUILDERS  # Keras 1's names, read with this module's helpers
+        from reflstm.formats.keras1 import BUILDERS  # Keras 1's names, read with this module's helpers
 
         return BUILDERS
     return _BUILDERS
@@ -593,11 +593,11 @@ def _recurrent_options(name, config, keras_version, go_backwards, zero_output_fo
         return_sequences=config.bool("return_sequences"),
         return_state=config.bool("return_state"),
         go_backwards=config.bool("go_backwards") if go_backwards is None else go_backwards,
-        stateful=config.bool("stateful"),  # zero state at load, as Keras reloads it (reflstm.model)
+        stateful=config.bool("stateful"),  # zero state at load, as Keras reloads it (reflstm.models.model)
         zero_output_for_mask=(config.bool("zero_output_for_mask") if zero_output_for_mask is None
                               else zero_output_for_mask),
         keras_version=keras_version,
-        # Both change what masked steps output (reflstm.recurrent, Recurrent._mask_rule).
+        # Both change what masked steps output (reflstm.cells.recurrent, Recurrent._mask_rule).
         unroll=config.bool("unroll"),
         keras_backend=keras_backend,
     )

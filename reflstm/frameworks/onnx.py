@@ -16,8 +16,8 @@ returns its Y in input order, where Keras returns processing order.
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.layouts import KERAS, ONNX, reorder
-from reflstm.lstm import LSTM
+from reflstm.frameworks.layouts import KERAS, ONNX, reorder
+from reflstm.cells.lstm import LSTM
 
 __all__ = ["lstm_arguments", "to_onnx", "lstms_from_onnx_file"]
 

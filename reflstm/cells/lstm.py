@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from reflstm.equations import GATES, step
+from reflstm.cells.equations import GATES, step
 from reflstm.errors import describe, refuse
-from reflstm.recurrent import GateView, Recurrent, _weight, check_weights
-from reflstm.trace import Trace
+from reflstm.cells.recurrent import GateView, Recurrent, _weight, check_weights
+from reflstm.cells.trace import Trace
 
 __all__ = ["LSTM"]
 
@@ -14,13 +14,13 @@ class LSTM(Recurrent):
     """The Keras LSTM layer, from its weights.
 
     The weights are Keras's own arrays, as ``layer.get_weights()`` returns them (the gate order
-    and equations are in `reflstm.equations`):
+    and equations are in `reflstm.cells.equations`):
 
     Args:
         kernel: (input_dim, 4 * units), W.
         recurrent_kernel: (units, 4 * units), U.
         bias: (4 * units,), b, or None for ``use_bias=False``.
-        activation: g, a Keras activation name (`reflstm.activations.names`); None means linear.
+        activation: g, a Keras activation name (`reflstm.cells.activations.names`); None means linear.
         recurrent_activation: σ, likewise.
         return_sequences: return the output of every step, (batch, timesteps, units), rather
             than the last step's, (batch, units).
@@ -44,7 +44,7 @@ class LSTM(Recurrent):
             fails on a mask with ``unroll`` and ``go_backwards``, and is refused there. float64
             weights are refused on ``"jax"`` (Keras computes in float32 there), and on
             ``"torch"`` with a mask (Keras rounds the cell's matrix products to float32);
-            `reflstm.recurrent._float64_refusal` says why.
+            `reflstm.cells.recurrent._float64_refusal` says why.
 
     The arithmetic is done in the weights' dtype (float32 or float64); inputs and states are cast
     to it, as Keras casts them to the layer's compute dtype. ``dropout`` and
@@ -104,18 +104,18 @@ class LSTM(Recurrent):
 
     @classmethod
     def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
-        """One layer and direction of a PyTorch nn.LSTM (or its state_dict); see reflstm.pytorch.
+        """One layer and direction of a PyTorch nn.LSTM (or its state_dict); see reflstm.frameworks.pytorch.
 
         Returns an LSTM with return_sequences and return_state, as PyTorch returns both; the
         reverse direction comes back with go_backwards=True, its outputs in processing order.
         """
-        from reflstm.pytorch import lstm_arguments
+        from reflstm.frameworks.pytorch import lstm_arguments
 
         return cls(**lstm_arguments(module_or_state_dict, layer, reverse))
 
     def to_torch(self, layer=0, reverse=False):
-        """The weights as a PyTorch state_dict of NumPy arrays (weight_ih_l0, ...); see reflstm.pytorch."""
-        from reflstm.pytorch import to_state_dict
+        """The weights as a PyTorch state_dict of NumPy arrays (weight_ih_l0, ...); see reflstm.frameworks.pytorch."""
+        from reflstm.frameworks.pytorch import to_state_dict
 
         return to_state_dict(self, layer, reverse)
 
@@ -124,41 +124,41 @@ class LSTM(Recurrent):
         """One direction of an ONNX LSTM node from its W, R, B (num_directions axis included).
 
         Attributes as ONNX names them (direction, activations, activation_alpha, ...); `index`
-        picks the direction of a bidirectional node. See reflstm.onnx_lstm.
+        picks the direction of a bidirectional node. See reflstm.frameworks.onnx.
         """
-        from reflstm.onnx_lstm import lstm_arguments
+        from reflstm.frameworks.onnx import lstm_arguments
 
         return cls(**lstm_arguments(W, R, B, **attributes))
 
     def to_onnx(self):
-        """W, R, B and the attributes of an ONNX LSTM node computing this LSTM; see reflstm.onnx_lstm."""
-        from reflstm.onnx_lstm import to_onnx
+        """W, R, B and the attributes of an ONNX LSTM node computing this LSTM; see reflstm.frameworks.onnx."""
+        from reflstm.frameworks.onnx import to_onnx
 
         return to_onnx(self)
 
     @classmethod
     def from_keras1(cls, arrays, activation="tanh", inner_activation="hard_sigmoid", **options):
-        """Keras 1's twelve arrays (gates i, c, f, o, each W, U, b); see reflstm.legacy."""
-        from reflstm.legacy import keras1_arguments
+        """Keras 1's twelve arrays (gates i, c, f, o, each W, U, b); see reflstm.frameworks.legacy."""
+        from reflstm.frameworks.legacy import keras1_arguments
 
         return cls(**{**keras1_arguments(arrays, activation, inner_activation), **options})
 
     @classmethod
     def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
-        """CuDNNLSTM's weights (cuDNN block layout, 8*units bias); see reflstm.legacy."""
-        from reflstm.legacy import cudnn_arguments
+        """CuDNNLSTM's weights (cuDNN block layout, 8*units bias); see reflstm.frameworks.legacy."""
+        from reflstm.frameworks.legacy import cudnn_arguments
 
         return cls(**{**cudnn_arguments(kernel, recurrent_kernel, bias), **options})
 
     def to_keras1(self):
-        """Keras 1's twelve arrays for this LSTM (gates i, c, f, o); see reflstm.legacy."""
-        from reflstm.legacy import to_keras1
+        """Keras 1's twelve arrays for this LSTM (gates i, c, f, o); see reflstm.frameworks.legacy."""
+        from reflstm.frameworks.legacy import to_keras1
 
         return to_keras1(self)
 
     def to_cudnn(self):
-        """CuDNNLSTM's [kernel, recurrent_kernel, bias] for this LSTM; see reflstm.legacy."""
-        from reflstm.legacy import to_cudnn
+        """CuDNNLSTM's [kernel, recurrent_kernel, bias] for this LSTM; see reflstm.frameworks.legacy."""
+        from reflstm.frameworks.legacy import to_cudnn
 
         return to_cudnn(self)
 
@@ -192,11 +192,11 @@ class LSTM(Recurrent):
         """Gradients of sum(output * d_output) with respect to x, the weights and the initial state.
 
         d_output is shaped like what calling the LSTM returns ([d_output, d_h, d_c] with
-        return_state). Returns a `reflstm.backward.Gradients` (x, kernel, recurrent_kernel, bias,
-        initial_state). The equations are in reflstm.backward. On a stateful LSTM it runs from,
+        return_state). Returns a `reflstm.cells.backward.Gradients` (x, kernel, recurrent_kernel, bias,
+        initial_state). The equations are in reflstm.cells.backward. On a stateful LSTM it runs from,
         and advances, the carried state, as a call does.
         """
-        from reflstm.backward import backward
+        from reflstm.cells.backward import backward
 
         return backward(self, x, d_output, mask=mask, initial_state=initial_state)
 
@@ -208,7 +208,7 @@ class LSTM(Recurrent):
         return True  # backend.lstm: on torch's CPU, _fallback_lstm (keras/src/backend/torch/rnn.py)
 
     def _step(self, x_part, states, h_U):
-        """One step of `reflstm.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""
+        """One step of `reflstm.cells.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""
         h, c = states
         U = self.recurrent_kernel
         z = x_part + (h @ U if h_U is None else np.matmul(h, U, out=h_U))  # (batch, 4 * units)

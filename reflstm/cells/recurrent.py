@@ -18,7 +18,7 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
   ``zero_output_for_mask`` after the loop, by the unreversed mask. float64 is refused where the
   backend does not compute in float64 (`_float64_refusal`).
 
-A cell subclass provides its equations (in `reflstm.equations`) through:
+A cell subclass provides its equations (in `reflstm.cells.equations`) through:
 
     STATES       names of the carried states, the output state "h" first: ("h", "c") for the LSTM
     GATE_FIELDS  names of what its step computes besides the states, in the order `_step` returns them
@@ -31,8 +31,8 @@ and the weights ``kernel`` (input_dim, k * units) and ``recurrent_kernel`` (unit
 
 import numpy as np
 
-from reflstm import activations
-from reflstm.equations import gate_slice
+from reflstm.cells import activations
+from reflstm.cells.equations import gate_slice
 from reflstm.errors import describe, refuse
 
 __all__ = ["Recurrent", "KERAS_BACKENDS"]
@@ -78,7 +78,7 @@ class Recurrent:
         Needs no Keras import of its own: it reads the layer object it is given.
         """
         from reflstm.errors import ReflstmError
-        from reflstm.keras import layer_arguments
+        from reflstm.frameworks.keras import layer_arguments
 
         arguments, states = layer_arguments(layer, cls.__name__)
         try:

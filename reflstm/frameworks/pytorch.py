@@ -15,7 +15,7 @@ outputs are in processing order — PyTorch returns them in input order.
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.lstm import LSTM
+from reflstm.cells.lstm import LSTM
 
 __all__ = ["lstm_arguments", "to_state_dict", "TorchLSTM"]
 

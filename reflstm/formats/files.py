@@ -2,9 +2,9 @@
 
 A model file is never trusted. Only JSON and arrays are read (zipfile, json, h5py), and nothing in
 a file is ever executed. The config is read first, into typed fields and the weight shapes it
-predicts (`reflstm.config.parse_model`); then each weight dataset is checked — stored inside the
+predicts (`reflstm.formats.config.parse_model`); then each weight dataset is checked — stored inside the
 file and reached by hard links only, float32 or float64, of the predicted shape, all of them
-together within the budget — before any of its bytes is read (`reflstm.untrusted`). The weights
+together within the budget — before any of its bytes is read (`reflstm.formats.untrusted`). The weights
 of each layer are taken in the order the file records for it — a `.keras` file's numbered
 ``vars/0, vars/1, ...``, an `.h5` file's ``weight_names`` attribute — never in the order h5py
 happens to list keys.
@@ -15,12 +15,12 @@ import os
 import re
 import zipfile
 
-from reflstm.config import LayerPlan, layer_entries, parse_model
+from reflstm.formats.config import LayerPlan, layer_entries, parse_model
 from reflstm.errors import ReflstmError, refuse
-from reflstm.fields import kind_of
-from reflstm.keras1 import uses_keras1_names
-from reflstm.model import Model
-from reflstm.untrusted import (
+from reflstm.formats.fields import kind_of
+from reflstm.formats.keras1 import uses_keras1_names
+from reflstm.models.model import Model
+from reflstm.formats.untrusted import (
     _ZIP_ERRORS, Limits, checked_dataset, child_group, in_child, over_budget, parse_json,
     read_dataset, read_member, regular_file, string_attribute,
 )

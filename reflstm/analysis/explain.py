@@ -5,8 +5,8 @@ shows the pre-activation parts the step summed (from the trace's `preactivation`
 the states, unit by unit. `equations` is the one-line summary printed above it.
 """
 
-from reflstm.equations import GATES, GRU_GATES
-from reflstm.trace import GRUTrace, SimpleRNNTrace
+from reflstm.cells.equations import GATES, GRU_GATES
+from reflstm.cells.trace import GRUTrace, SimpleRNNTrace
 
 __all__ = ["step_table", "equations"]
 

@@ -1,6 +1,6 @@
 """The backward pass (backpropagation through time) of the Keras LSTM, written out step by step.
 
-With the forward step of `reflstm.equations` and a loss L, write dX for ∂L/∂X. Going back from
+With the forward step of `reflstm.cells.equations` and a loss L, write dX for ∂L/∂X. Going back from
 the last processed step, with dh and dC the gradients reaching the state h_t and C_t:
 
     dC_t  += dh_t ⊙ o_t ⊙ g'(C_t)
@@ -12,7 +12,7 @@ the last processed step, with dh and dC the gradients reaching the state h_t and
 
 A masked step (m = 0) passes dh and dC straight to the step before, and its output — which
 repeats the previous output — passes its gradient on to that output (Keras's rule,
-`reflstm.lstm`); with zero_output_for_mask it passes nothing. The gradient of an output
+`reflstm.cells.lstm`); with zero_output_for_mask it passes nothing. The gradient of an output
 h_t reaches the state through the step's fresh h, which is the output at unmasked steps. On
 JAX's rolled loop the outputs before the first unmasked step repeat h0, so what they carry back
 reaches dh0; unrolled TensorFlow zeroes outputs after the loop (`Recurrent._mask_rule`).
@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from reflstm import activations
+from reflstm.cells import activations
 from reflstm.errors import refuse
 
 __all__ = ["Gradients", "backward"]

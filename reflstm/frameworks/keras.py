@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from reflstm.errors import refuse
-from reflstm.recurrent import KERAS_BACKENDS
+from reflstm.cells.recurrent import KERAS_BACKENDS
 
 __all__ = ["layer_arguments", "lstm_arguments", "gru_arguments", "simple_rnn_arguments", "keras_version_of",
            "keras_backend_of"]
@@ -147,7 +147,7 @@ def _refuse_float64_not_computed(layer, cell, kind, keras_backend, kernel_dtype)
     float32 (Keras truncates them; the layer still says float64), and on torch an LSTM or GRU
     that Keras runs through its cell even unmasked — an RNN around the cell, ``use_cudnn=False``
     or ``recurrent_dropout`` (keras/src/layers/rnn/lstm.py, gru.py inner_loop). The rest is
-    refused by `reflstm.recurrent._float64_refusal` when the layer is made.
+    refused by `reflstm.cells.recurrent._float64_refusal` when the layer is made.
     """
     declared = str(getattr(layer, "variable_dtype", None) or getattr(layer, "dtype", ""))
     name = getattr(layer, "name", "?")

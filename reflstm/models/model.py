@@ -4,12 +4,12 @@ import contextlib
 
 import numpy as np
 
-from reflstm.config import NO_MASK_ARGUMENT, Slot, parse_model
+from reflstm.formats.config import NO_MASK_ARGUMENT, Slot, parse_model
 from reflstm.errors import refuse
-from reflstm.layers import Bidirectional, RecurrentLayer
-from reflstm.lstm import LSTM
-from reflstm.ops import Operation
-from reflstm.untrusted import Limits, over_budget
+from reflstm.models.layers import Bidirectional, RecurrentLayer
+from reflstm.cells.lstm import LSTM
+from reflstm.models.ops import Operation
+from reflstm.formats.untrusted import Limits, over_budget
 
 __all__ = ["Model"]
 
@@ -21,7 +21,7 @@ class Model:
     """A Keras model's forward pass: `predict` equals Keras's ``model.predict``.
 
     Build one with `reflstm.load` (a saved file) or `Model.from_keras` (a live model). The
-    layers it can run are those of `reflstm.config`; masks travel between them as in Keras.
+    layers it can run are those of `reflstm.formats.config`; masks travel between them as in Keras.
 
     A model with stateful layers (``stateful=True``) keeps their states between calls, as
     Keras does: loaded from a file it starts from zeros (Keras saves no state, and reloads with
@@ -36,7 +36,7 @@ class Model:
     def __init__(self, model_config, weights, keras_version, limits=None, keras_backend="tensorflow"):
         self._config, self._weights = model_config, weights
         self.keras_version = keras_version
-        # Which Keras 3 backend's masked steps the recurrent layers reproduce (reflstm.recurrent);
+        # Which Keras 3 backend's masked steps the recurrent layers reproduce (reflstm.cells.recurrent);
         # a file does not record it, so `reflstm.load` takes it as an option.
         self.keras_backend = keras_backend
         self._limits = limits or Limits()
@@ -51,7 +51,7 @@ class Model:
     @classmethod
     def from_keras(cls, model):
         """The reflstm Model of a live Keras 3 or tf_keras model (reads its config and weights)."""
-        from reflstm.keras import keras_backend_of, keras_version_of
+        from reflstm.frameworks.keras import keras_backend_of, keras_version_of
 
         keras_version = keras_version_of(model, "model", "model")
         if not hasattr(model, "layers") or not hasattr(model, "get_config"):
@@ -65,7 +65,7 @@ class Model:
 
     def _take_keras_states(self, model):
         """The states the live model's stateful layers carry now (Recurrent.from_keras reads them)."""
-        from reflstm.keras import layer_arguments
+        from reflstm.frameworks.keras import layer_arguments
 
         for name, layer in self.stateful_layers.items():
             keras_layer = model.get_layer(name)

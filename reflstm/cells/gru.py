@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from reflstm.equations import GRU_GATES, gru_step
+from reflstm.cells.equations import GRU_GATES, gru_step
 from reflstm.errors import refuse
-from reflstm.recurrent import GateView, Recurrent, _weight, check_weights
-from reflstm.trace import GRUTrace
+from reflstm.cells.recurrent import GateView, Recurrent, _weight, check_weights
+from reflstm.cells.trace import GRUTrace
 
 __all__ = ["GRU"]
 
@@ -14,7 +14,7 @@ class GRU(Recurrent):
     """The Keras GRU layer, from its weights.
 
     The weights are Keras's own arrays, as ``layer.get_weights()`` returns them (the gate order
-    z, r, h and the equations are in `reflstm.equations`):
+    z, r, h and the equations are in `reflstm.cells.equations`):
 
     Args:
         kernel: (input_dim, 3 * units), W.

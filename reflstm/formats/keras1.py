@@ -25,13 +25,13 @@ dropout_W, ...) are not read.
 
 import numpy as np
 
-from reflstm import layers as L
-from reflstm.config import (
+from reflstm.models import layers as L
+from reflstm.formats.config import (
     _BUILDERS, _activation, _bidirectional_plan, _merge, _nested, _no_weights, _recurrent_options, layer_entries,
 )
-from reflstm.gru import GRU
-from reflstm.lstm import LSTM
-from reflstm.simple_rnn import SimpleRNN
+from reflstm.cells.gru import GRU
+from reflstm.cells.lstm import LSTM
+from reflstm.cells.simple_rnn import SimpleRNN
 
 __all__ = ["BUILDERS", "uses_keras1_names"]
 

@@ -11,10 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from reflstm import activations
+from reflstm.cells import activations
 from reflstm.errors import refuse
-from reflstm.lstm import LSTM
-from reflstm.recurrent import Recurrent
+from reflstm.cells.lstm import LSTM
+from reflstm.cells.recurrent import Recurrent
 
 __all__ = [
     "Dense", "Embedding", "Masking", "Identity", "Activation", "Flatten", "RepeatVector",
