@@ -26,3 +26,11 @@ def refuse(argument, expected, received):
     if not isinstance(received, str):
         received = describe(received)
     return ReflstmError(f"{argument}: expected {expected}, received {received}")
+
+
+def pick(table, kind, framework):
+    """table[kind]: what `framework` has for reflstm layer `kind` ("LSTM", "GRU", "SimpleRNN"),
+    refused by name when it has nothing."""
+    if kind not in table:
+        raise refuse(kind, f"a layer {framework} has ({', '.join(table)})", f"reflstm.{kind}")
+    return table[kind]

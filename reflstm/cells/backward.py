@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 
 from reflstm.cells import activations
-from reflstm.errors import refuse
+from reflstm.errors import pick, refuse
 
 __all__ = ["Gradients", "backward"]
 
@@ -40,7 +40,8 @@ class Gradients:
 
 
 def backward(lstm, x, d_output, mask=None, initial_state=None):
-    """Gradients of sum(output * d_output) for `lstm` run on x (see LSTM.backward)."""
+    """Gradients of sum(output * d_output) for `lstm` run on x (see Recurrent.backward)."""
+    pick({"LSTM": None}, type(lstm).__name__, "a backward pass for")
     trace = lstm.trace(x, mask=mask, initial_state=initial_state)
     batch, timesteps, units = trace.h.shape
     d_sequence, d_h_final, d_c_final = _split_d_output(lstm, d_output, batch, timesteps, units)

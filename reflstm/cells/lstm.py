@@ -102,66 +102,6 @@ class LSTM(Recurrent):
         )
         self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
 
-    @classmethod
-    def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
-        """One layer and direction of a PyTorch nn.LSTM (or its state_dict); see reflstm.frameworks.pytorch.
-
-        Returns an LSTM with return_sequences and return_state, as PyTorch returns both; the
-        reverse direction comes back with go_backwards=True, its outputs in processing order.
-        """
-        from reflstm.frameworks.pytorch import lstm_arguments
-
-        return cls(**lstm_arguments(module_or_state_dict, layer, reverse))
-
-    def to_torch(self, layer=0, reverse=False):
-        """The weights as a PyTorch state_dict of NumPy arrays (weight_ih_l0, ...); see reflstm.frameworks.pytorch."""
-        from reflstm.frameworks.pytorch import to_state_dict
-
-        return to_state_dict(self, layer, reverse)
-
-    @classmethod
-    def from_onnx(cls, W, R, B=None, **attributes):
-        """One direction of an ONNX LSTM node from its W, R, B (num_directions axis included).
-
-        Attributes as ONNX names them (direction, activations, activation_alpha, ...); `index`
-        picks the direction of a bidirectional node. See reflstm.frameworks.onnx.
-        """
-        from reflstm.frameworks.onnx import lstm_arguments
-
-        return cls(**lstm_arguments(W, R, B, **attributes))
-
-    def to_onnx(self):
-        """W, R, B and the attributes of an ONNX LSTM node computing this LSTM; see reflstm.frameworks.onnx."""
-        from reflstm.frameworks.onnx import to_onnx
-
-        return to_onnx(self)
-
-    @classmethod
-    def from_keras1(cls, arrays, activation="tanh", inner_activation="hard_sigmoid", **options):
-        """Keras 1's twelve arrays (gates i, c, f, o, each W, U, b); see reflstm.frameworks.legacy."""
-        from reflstm.frameworks.legacy import keras1_arguments
-
-        return cls(**{**keras1_arguments(arrays, activation, inner_activation), **options})
-
-    @classmethod
-    def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
-        """CuDNNLSTM's weights (cuDNN block layout, 8*units bias); see reflstm.frameworks.legacy."""
-        from reflstm.frameworks.legacy import cudnn_arguments
-
-        return cls(**{**cudnn_arguments(kernel, recurrent_kernel, bias), **options})
-
-    def to_keras1(self):
-        """Keras 1's twelve arrays for this LSTM (gates i, c, f, o); see reflstm.frameworks.legacy."""
-        from reflstm.frameworks.legacy import to_keras1
-
-        return to_keras1(self)
-
-    def to_cudnn(self):
-        """CuDNNLSTM's [kernel, recurrent_kernel, bias] for this LSTM; see reflstm.frameworks.legacy."""
-        from reflstm.frameworks.legacy import to_cudnn
-
-        return to_cudnn(self)
-
     def __repr__(self):
         options = [
             f"units={self.units}",
@@ -187,18 +127,6 @@ class LSTM(Recurrent):
         if self.keras_backend != "tensorflow":
             options.append(f"keras_backend={self.keras_backend!r}")
         return f"reflstm.LSTM({', '.join(options)}, keras_version={self.keras_version})"
-
-    def backward(self, x, d_output, mask=None, initial_state=None):
-        """Gradients of sum(output * d_output) with respect to x, the weights and the initial state.
-
-        d_output is shaped like what calling the LSTM returns ([d_output, d_h, d_c] with
-        return_state). Returns a `reflstm.cells.backward.Gradients` (x, kernel, recurrent_kernel, bias,
-        initial_state). The equations are in reflstm.cells.backward. On a stateful LSTM it runs from,
-        and advances, the carried state, as a call does.
-        """
-        from reflstm.cells.backward import backward
-
-        return backward(self, x, d_output, mask=mask, initial_state=initial_state)
 
     @property
     def _input_bias(self):

@@ -89,6 +89,83 @@ class Recurrent:
             made.states = [np.array(s, dtype=made.dtype) for s in states]
         return made
 
+    # Other frameworks' forms of the same weights. Each framework has one module in
+    # reflstm/frameworks/ that knows which of the layers it has, and refuses the others by name.
+
+    @classmethod
+    def from_torch(cls, module_or_state_dict, layer=0, reverse=False):
+        """One layer and direction of a PyTorch module (nn.LSTM for an LSTM, nn.GRU for a GRU,
+        nn.RNN for a SimpleRNN) or its state_dict; see reflstm.frameworks.pytorch.
+
+        Returns a layer with return_sequences and return_state, as PyTorch returns both; the
+        reverse direction comes back with go_backwards=True, its outputs in processing order.
+        """
+        from reflstm.frameworks import pytorch
+
+        return cls(**pytorch.arguments(cls.__name__, module_or_state_dict, layer, reverse))
+
+    def to_torch(self, layer=0, reverse=False):
+        """The weights as a PyTorch state_dict of NumPy arrays (weight_ih_l0, ...); see
+        reflstm.frameworks.pytorch."""
+        from reflstm.frameworks import pytorch
+
+        return pytorch.to_state_dict(self, layer, reverse)
+
+    @classmethod
+    def from_onnx(cls, W, R, B=None, **attributes):
+        """One direction of an ONNX node (LSTM, GRU or RNN) from its W, R, B (num_directions axis
+        included). Attributes as ONNX names them (direction, activations, ...); `index` picks the
+        direction of a bidirectional node. See reflstm.frameworks.onnx."""
+        from reflstm.frameworks import onnx
+
+        return cls(**onnx.arguments(cls.__name__, W, R, B, **attributes))
+
+    def to_onnx(self):
+        """W, R, B and the attributes of an ONNX node computing this layer; see reflstm.frameworks.onnx."""
+        from reflstm.frameworks import onnx
+
+        return onnx.to_onnx(self)
+
+    @classmethod
+    def from_keras1(cls, arrays, activation="tanh", inner_activation="hard_sigmoid", **options):
+        """Keras 1's per-gate arrays (an LSTM's twelve, gates i, c, f, o); see reflstm.frameworks.legacy."""
+        from reflstm.frameworks import legacy
+
+        return cls(**{**legacy.keras1_arguments(cls.__name__, arrays, activation, inner_activation),
+                      **options})
+
+    def to_keras1(self):
+        """Keras 1's per-gate arrays for this layer; see reflstm.frameworks.legacy."""
+        from reflstm.frameworks import legacy
+
+        return legacy.to_keras1(self)
+
+    @classmethod
+    def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
+        """Keras 2's CuDNNLSTM weights (cuDNN block layout, 8*units bias); see reflstm.frameworks.legacy."""
+        from reflstm.frameworks import legacy
+
+        return cls(**{**legacy.cudnn_arguments(cls.__name__, kernel, recurrent_kernel, bias), **options})
+
+    def to_cudnn(self):
+        """Keras 2's CuDNN layer weights [kernel, recurrent_kernel, bias] for this layer; see
+        reflstm.frameworks.legacy."""
+        from reflstm.frameworks import legacy
+
+        return legacy.to_cudnn(self)
+
+    def backward(self, x, d_output, mask=None, initial_state=None):
+        """Gradients of sum(output * d_output) with respect to x, the weights and the initial state.
+
+        d_output is shaped like what calling the layer returns ([d_output, d_h, d_c] for an LSTM
+        with return_state). Returns a `reflstm.cells.backward.Gradients` (x, kernel,
+        recurrent_kernel, bias, initial_state). The equations are in reflstm.cells.backward. On a
+        stateful layer it runs from, and advances, the carried state, as a call does.
+        """
+        from reflstm.cells.backward import backward
+
+        return backward(self, x, d_output, mask=mask, initial_state=initial_state)
+
     def __call__(self, x, mask=None, initial_state=None):
         """What the Keras layer returns for ``layer(x, mask=mask, initial_state=initial_state)``.
 

@@ -13,12 +13,17 @@ transposed — and a bias of 8*units: cuDNN's input and recurrent biases, added 
 
 import numpy as np
 
-from reflstm.errors import refuse
+from reflstm.errors import pick, refuse
 
 __all__ = ["keras1_arguments", "cudnn_arguments", "to_keras1", "to_cudnn"]
 
 
-def keras1_arguments(arrays, activation="tanh", inner_activation="hard_sigmoid"):
+def keras1_arguments(kind, arrays, activation="tanh", inner_activation="hard_sigmoid"):
+    """Keyword arguments of reflstm layer `kind` ("LSTM", ...) from its Keras 1 arrays."""
+    return pick({"LSTM": _keras1_lstm}, kind, "Keras 1")(arrays, activation, inner_activation)
+
+
+def _keras1_lstm(arrays, activation, inner_activation):
     """reflstm.LSTM keyword arguments from Keras 1's twelve LSTM arrays (gate order i, c, f, o)."""
     arrays = [np.asarray(a) for a in arrays]
     if len(arrays) != 12:
@@ -30,7 +35,12 @@ def keras1_arguments(arrays, activation="tanh", inner_activation="hard_sigmoid")
                 recurrent_activation=inner_activation, keras_version=2)
 
 
-def cudnn_arguments(kernel, recurrent_kernel, bias):
+def cudnn_arguments(kind, kernel, recurrent_kernel, bias):
+    """Keyword arguments of reflstm layer `kind` ("LSTM", ...) from Keras 2's CuDNN layer weights."""
+    return pick({"LSTM": _cudnn_lstm}, kind, "Keras 2's CuDNN layers")(kernel, recurrent_kernel, bias)
+
+
+def _cudnn_lstm(kernel, recurrent_kernel, bias):
     """reflstm.LSTM keyword arguments from CuDNNLSTM's kernel, recurrent_kernel and 8*units bias.
 
     Mirrors tf_keras/src/saving/legacy/hdf5_format.py (_convert_rnn_weights, CuDNNLSTM -> LSTM).
@@ -51,6 +61,7 @@ def cudnn_arguments(kernel, recurrent_kernel, bias):
 
 def to_keras1(lstm):
     """Keras 1's twelve arrays [W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]."""
+    pick({"LSTM": None}, type(lstm).__name__, "Keras 1")
     if lstm.bias is None:
         raise refuse("lstm", "an LSTM with a bias (Keras 1 always had one)", "use_bias=False")
     arrays = []
@@ -64,6 +75,7 @@ def to_cudnn(lstm):
 
     The bias goes to cuDNN's input half and zeros to its recurrent half (only their sum matters).
     """
+    pick({"LSTM": None}, type(lstm).__name__, "Keras 2's CuDNN layers")
     if lstm.activation != "tanh" or lstm.recurrent_activation != "sigmoid" or lstm.bias is None:
         raise refuse("lstm", "tanh, sigmoid and a bias, the only LSTM cuDNN has",
                      f"activation={lstm.activation!r}, recurrent_activation={lstm.recurrent_activation!r}, "

@@ -15,11 +15,11 @@ returns its Y in input order, where Keras returns processing order.
 
 import numpy as np
 
-from reflstm.errors import refuse
+from reflstm.errors import pick, refuse
 from reflstm.frameworks.layouts import KERAS, ONNX, reorder
 from reflstm.cells.lstm import LSTM
 
-__all__ = ["lstm_arguments", "to_onnx", "lstms_from_onnx_file"]
+__all__ = ["arguments", "lstm_arguments", "to_onnx", "lstms_from_onnx_file"]
 
 # ONNX activation (name, alpha, beta) <-> (Keras activation name, Keras version it belongs to).
 # HardSigmoid(alpha, beta) = clip(alpha*x + beta, 0, 1): alpha 0.2 is Keras 2's hard_sigmoid,
@@ -77,6 +77,11 @@ def _close(a, b):
     if a is None or b is None:
         return a is None and b is None
     return abs(a - b) <= 1e-6  # attributes are float32 in ONNX
+
+
+def arguments(kind, W, R, B=None, **attributes):
+    """Keyword arguments of reflstm layer `kind` ("LSTM", ...) for one direction of an ONNX node."""
+    return pick({"LSTM": lstm_arguments}, kind, "ONNX")(W, R, B, **attributes)
 
 
 def lstm_arguments(W, R, B=None, *, direction="forward", index=None, activations=None,
@@ -147,6 +152,8 @@ def to_onnx(lstm):
     attributes hidden_size, direction, activations, and activation_alpha / activation_beta where
     an activation needs them.
     """
+    pick({"LSTM": None}, type(lstm).__name__, "ONNX")
+
     def onnx_activation(name):
         if name == "hard_sigmoid":
             return ("HardSigmoid", 0.2 if lstm.keras_version == 2 else 1 / 6, 0.5)

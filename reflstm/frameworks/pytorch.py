@@ -14,10 +14,10 @@ outputs are in processing order — PyTorch returns them in input order.
 
 import numpy as np
 
-from reflstm.errors import refuse
+from reflstm.errors import pick, refuse
 from reflstm.cells.lstm import LSTM
 
-__all__ = ["lstm_arguments", "to_state_dict", "TorchLSTM"]
+__all__ = ["arguments", "lstm_arguments", "to_state_dict", "TorchLSTM"]
 
 
 def _state_dict(module_or_state_dict):
@@ -50,6 +50,11 @@ def _numpy(value):
     return np.array(value)
 
 
+def arguments(kind, module_or_state_dict, layer=0, reverse=False):
+    """Keyword arguments of reflstm layer `kind` ("LSTM", ...) for one layer and direction."""
+    return pick({"LSTM": lstm_arguments}, kind, "PyTorch")(module_or_state_dict, layer, reverse)
+
+
 def lstm_arguments(module_or_state_dict, layer=0, reverse=False):
     """reflstm.LSTM keyword arguments for one layer and direction of a PyTorch LSTM."""
     arrays, _ = _state_dict(module_or_state_dict)
@@ -79,6 +84,7 @@ def to_state_dict(lstm, layer=0, reverse=False):
     PyTorch has two biases where Keras has one: the whole bias goes to bias_ih, and bias_hh is
     zeros (any split with the same sum computes the same LSTM).
     """
+    pick({"LSTM": None}, type(lstm).__name__, "PyTorch")
     if lstm.activation != "tanh" or lstm.recurrent_activation != "sigmoid":
         raise refuse("lstm", "tanh and sigmoid, the only activations PyTorch's LSTM has",
                      f"activation={lstm.activation!r}, recurrent_activation={lstm.recurrent_activation!r}")
