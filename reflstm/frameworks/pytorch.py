@@ -125,14 +125,14 @@ def _direction(kind, arrays, layer, reverse):
             raise refuse("module_or_state_dict", f"both bias_ih{suffix} and bias_hh{suffix}, or neither",
                          "only one of them")
         biases = [_to_keras(kind, arrays[f"bias_ih{suffix}"]), _to_keras(kind, arrays[f"bias_hh{suffix}"])]
-    weights = dict(
+    common = dict(
         kernel=_to_keras(kind, arrays[f"weight_ih{suffix}"].T),
         recurrent_kernel=_to_keras(kind, arrays[f"weight_hh{suffix}"].T),
         return_sequences=True,
         return_state=True,
         go_backwards=bool(reverse),
     )
-    return weights, biases
+    return common, biases
 
 
 def _to_keras(kind, array):
@@ -148,16 +148,16 @@ def _to_torch(kind, array):
 def lstm_arguments(module_or_state_dict, layer=0, reverse=False):
     """reflstm.LSTM keyword arguments for one layer and direction of an nn.LSTM (bias_ih + bias_hh)."""
     arrays, _ = _read("LSTM", module_or_state_dict)
-    weights, biases = _direction("LSTM", arrays, layer, reverse)
-    return dict(weights, bias=None if biases is None else biases[0] + biases[1])
+    common, biases = _direction("LSTM", arrays, layer, reverse)
+    return dict(common, bias=None if biases is None else biases[0] + biases[1])
 
 
 def gru_arguments(module_or_state_dict, layer=0, reverse=False):
     """reflstm.GRU keyword arguments for one layer and direction of an nn.GRU: reset_after=True,
     bias (2, 3*units) = [bias_ih; bias_hh] in Keras's order z, r, h."""
     arrays, _ = _read("GRU", module_or_state_dict)
-    weights, biases = _direction("GRU", arrays, layer, reverse)
-    return dict(weights, bias=None if biases is None else np.stack(biases), reset_after=True)
+    common, biases = _direction("GRU", arrays, layer, reverse)
+    return dict(common, bias=None if biases is None else np.stack(biases), reset_after=True)
 
 
 def simple_rnn_arguments(module_or_state_dict, layer=0, reverse=False, *, nonlinearity=None):
@@ -175,8 +175,8 @@ def simple_rnn_arguments(module_or_state_dict, layer=0, reverse=False, *, nonlin
                      "frameworks.pytorch.arguments('SimpleRNN', state_dict, nonlinearity=...))", "None")
     if nonlinearity not in _NONLINEARITIES:
         raise refuse("nonlinearity", "'tanh' or 'relu', nn.RNN's two", describe(nonlinearity))
-    weights, biases = _direction("SimpleRNN", arrays, layer, reverse)
-    return dict(weights, bias=None if biases is None else biases[0] + biases[1], activation=nonlinearity)
+    common, biases = _direction("SimpleRNN", arrays, layer, reverse)
+    return dict(common, bias=None if biases is None else biases[0] + biases[1], activation=nonlinearity)
 
 
 def to_state_dict(recurrent, layer=0, reverse=False):
