@@ -140,6 +140,39 @@ def _blocks(array, source, target, axis=-1):
     return reorder(array, source, target, axis=axis) if source else array
 
 
+def _direction(direction, index, num_directions):
+    """(index along axis 0, whether it runs in reverse) of the direction a node and `index` pick."""
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise refuse("direction", "forward, reverse or bidirectional", repr(direction))
+    if num_directions != (2 if direction == "bidirectional" else 1):
+        raise refuse("W", f"{2 if direction == 'bidirectional' else 1} direction(s) on axis 0 for "
+                     f"direction {direction!r}", f"{num_directions}")
+    if direction == "bidirectional":
+        if index not in (0, 1):
+            raise refuse("index", "0 (forward) or 1 (reverse) for a bidirectional node", repr(index))
+        return index, index == 1
+    if index not in (None, 0):
+        raise refuse("index", f"0 or None for a {direction} node", repr(index))
+    return 0, direction == "reverse"
+
+
+def _refuse_unmodelled(node, clip, layout, own):
+    """Refuse, by name, what a node may say that Keras does not compute."""
+    for name in own:
+        if name not in node.own_attributes:
+            raise refuse(name, f"an attribute or input of ONNX's {node.op}", "an unknown name")
+    if clip is not None:
+        raise refuse("clip", "None (Keras does not clip)", repr(clip))
+    if layout:
+        raise refuse("layout", "0 (time-major X, as reflstm reads ONNX nodes)", repr(layout))
+    if own.get("input_forget", 0):
+        raise refuse("input_forget", "0 (Keras does not couple the gates)", repr(own["input_forget"]))
+    if own.get("P") is not None and np.any(np.asarray(own["P"]) != 0):
+        raise refuse("P", "no peephole weights (Keras has none)", "non-zero P")
+    if own.get("linear_before_reset", 0) not in (0, 1):
+        raise refuse("linear_before_reset", "0 or 1", repr(own["linear_before_reset"]))
+
+
 def arguments(kind, W, R, B=None, *, direction="forward", index=None, activations=None,
               activation_alpha=None, activation_beta=None, clip=None, layout=0, hidden_size=None, **own):
     """Keyword arguments of reflstm layer `kind` ("LSTM", "GRU", "SimpleRNN") for one direction of
@@ -152,39 +185,17 @@ def arguments(kind, W, R, B=None, *, direction="forward", index=None, activation
     and return_state, as ONNX returns Y and Y_h (and Y_c).
     """
     node = pick(_NODES, kind, "ONNX")
-    for name in own:
-        if name not in node.own_attributes:
-            raise refuse(name, f"an attribute or input of ONNX's {node.op}", "an unknown name")
     k = max(len(node.onnx_order), 1)
     W, R = np.asarray(W), np.asarray(R)
     if W.ndim != 3 or R.ndim != 3 or R.shape[:2] != W.shape[:2] or W.shape[1] != k * R.shape[2]:
         raise refuse("W, R", f"(num_directions, {k}*hidden_size, input_size) and "
                      f"(num_directions, {k}*hidden_size, hidden_size)", f"W {W.shape}, R {R.shape}")
     hidden, num_directions = R.shape[2], W.shape[0]
-    if direction not in ("forward", "reverse", "bidirectional"):
-        raise refuse("direction", "forward, reverse or bidirectional", repr(direction))
-    if num_directions != (2 if direction == "bidirectional" else 1):
-        raise refuse("W", f"{2 if direction == 'bidirectional' else 1} direction(s) on axis 0 for "
-                     f"direction {direction!r}", W)
-    if direction == "bidirectional" and index not in (0, 1):
-        raise refuse("index", "0 (forward) or 1 (reverse) for a bidirectional node", repr(index))
-    if direction != "bidirectional" and index not in (None, 0):
-        raise refuse("index", f"0 or None for a {direction} node", repr(index))
-    index = index or 0
-    reverse = direction == "reverse" or index == 1
+    index, reverse = _direction(direction, index, num_directions)
     if hidden_size is not None and hidden_size != hidden:
         raise refuse("hidden_size", f"{hidden}, the size of R", repr(hidden_size))
-    if clip is not None:
-        raise refuse("clip", "None (Keras does not clip)", repr(clip))
-    if layout:
-        raise refuse("layout", "0 (time-major X, as reflstm reads ONNX nodes)", repr(layout))
-    if own.get("input_forget", 0):
-        raise refuse("input_forget", "0 (Keras does not couple the gates)", repr(own["input_forget"]))
-    if own.get("P") is not None and np.any(np.asarray(own["P"]) != 0):
-        raise refuse("P", "no peephole weights (Keras has none)", "non-zero P")
+    _refuse_unmodelled(node, clip, layout, own)
     linear_before_reset = own.get("linear_before_reset", 0)
-    if linear_before_reset not in (0, 1):
-        raise refuse("linear_before_reset", "0 or 1", repr(linear_before_reset))
     layer = dict(
         kernel=_blocks(W[index], node.onnx_order, node.keras_order, axis=0).T,
         recurrent_kernel=_blocks(R[index], node.onnx_order, node.keras_order, axis=0).T,
