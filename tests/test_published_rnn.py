@@ -6,7 +6,7 @@
 - onnxruntime's GRU operator tests: onnxruntime/test/providers/cpu/rnn/deep_cpu_gru_op_test.cc
   (github.com/microsoft/onnxruntime, commit 0291220be484eed93f38da671ae8724caaab39ae, MIT
   License): weights that differ per gate, so a wrong gate order changes the answer. Only the
-  numbers are carried over, mapped to Keras's layout (see `from_onnx_gru`).
+  numbers are carried over, read by `reflstm.GRU.from_onnx`.
 """
 
 import numpy as np
@@ -139,11 +139,9 @@ def test_keras_simple_rnn_golden_stateful_and_mask_sequences():
 
 
 # --- onnxruntime deep_cpu_gru_op_test.cc -------------------------------------------------------
-# ONNX stores W (3·hidden, input) and R (3·hidden, hidden) per direction, rows in gate order
-# z, r, h (the same order as Keras, transposed), and B = [Wb | Rb] (6·hidden). Its
-# linear_before_reset=1 is Keras's reset_after=True (bias rows Wb and Rb); with
-# linear_before_reset=0 ONNX adds Rb_h outside the reset product, so Keras's single bias is
-# Wb + Rb. X and Y are time-major; a "reverse" Y is in input order, Keras's go_backwards output in
+# One direction's W (3·hidden, input), R (3·hidden, hidden) and B = [Wb | Rb] (6·hidden), read by
+# reflstm.GRU.from_onnx (ONNX's layout and linear_before_reset are in reflstm/frameworks/onnx.py).
+# X and Y are time-major; a "reverse" Y is in input order, Keras's go_backwards output in
 # processing order.
 
 ORT_W = [[-0.494659, 0.0453352], [-0.487793, 0.417264],  # Wz
@@ -163,7 +161,7 @@ SIMPLE_B = [-0.01, 0.1, 0.01, -0.2, -0.02, 0.02, 0.3, -0.3, -0.3,  # Wb z, r, h
             -0.03, 0.5, -0.7, 0.05, -0.7, 0.3, 0.07, -0.03, 0.5]  # Rb z, r, h
 SIMPLE_X = [[[-0.1], [0.2]], [[-0.3], [0.4]]]
 
-# name -> (W, R, B, X, initial_h, direction, linear_before_reset, (f, g) activations, Y)
+# name -> (W, R, B, X, initial_h, direction, linear_before_reset, ONNX activations (f, g), Y)
 ORT_CASES = {
     "TestGRUOpForwardBatch": (ORT_W, ORT_R, ORT_B, ORT_X, ORT_H0, "forward", 0, ("sigmoid", "tanh"),
                               [[[0.2366661, -0.1500429], [-0.03255286, 0.0774838]],
@@ -191,25 +189,20 @@ ORT_CASES = {
 ORT_TOL = 1e-6  # the expected values are float32 results printed to 7-9 digits
 
 
-def from_onnx_gru(W, R, B, direction, linear_before_reset, activations):
-    """Keras-layout reflstm.GRU for one ONNX GRU direction (ONNX z, r, h rows -> Keras columns)."""
-    W, R, B = (np.array(a, "float32") for a in (W, R, B))
-    hidden = R.shape[1]
-    Wb, Rb = B[: 3 * hidden], B[3 * hidden :]
-    bias = np.stack([Wb, Rb]) if linear_before_reset else Wb + Rb
-    f, g = activations
-    return reflstm.GRU(W.T, R.T, bias, reset_after=bool(linear_before_reset), recurrent_activation=f,
-                       activation=g, return_sequences=True, go_backwards=direction == "reverse")
+def one_direction(*arrays):
+    """W, R, B of one direction as float32 arrays with ONNX's num_directions axis."""
+    return [np.array(a, "float32")[None] for a in arrays]
 
 
 @pytest.mark.parametrize("case", list(ORT_CASES))
 def test_onnxruntime_gru_vectors(case):
     """onnxruntime's GRU outputs, every step, from reflstm.GRU on the same weights in Keras's layout."""
     W, R, B, X, h0, direction, linear_before_reset, activations, Y = ORT_CASES[case]
-    gru = from_onnx_gru(W, R, B, direction, linear_before_reset, activations)
+    gru = reflstm.GRU.from_onnx(*one_direction(W, R, B), direction=direction,
+                                linear_before_reset=linear_before_reset, activations=list(activations))
     x = np.array(X, "float32").transpose(1, 0, 2)  # (batch, seq, input)
     initial_state = None if h0 is None else [np.array(h0, "float32")]
-    out = gru(x, initial_state=initial_state)
+    out, _ = gru(x, initial_state=initial_state)
     if direction == "reverse":
         out = out[:, ::-1]  # ONNX's reverse Y is in input order
     expected = np.array(Y, "float32").transpose(1, 0, 2)
@@ -222,6 +215,7 @@ def test_onnxruntime_vector_is_gate_order_sensitive():
     swap = lambda a: np.concatenate([a[2:4], a[0:2], a[4:6]])  # noqa: E731
     B = np.array(B)
     swapped_B = np.concatenate([swap(B[:6]), swap(B[6:])])
-    gru = from_onnx_gru(swap(np.array(W)), swap(np.array(R)), swapped_B, direction, lbr, activations)
-    out = gru(np.array(X, "float32").transpose(1, 0, 2), initial_state=[np.array(h0, "float32")])
+    gru = reflstm.GRU.from_onnx(*one_direction(swap(np.array(W)), swap(np.array(R)), swapped_B),
+                                direction=direction, linear_before_reset=lbr, activations=list(activations))
+    out, _ = gru(np.array(X, "float32").transpose(1, 0, 2), initial_state=[np.array(h0, "float32")])
     assert np.abs(out - np.array(Y, "float32").transpose(1, 0, 2)).max() > 1e-2

@@ -8,9 +8,8 @@ them, then builds the layer today's Keras would compute the same thing with:
     output_dim                         units
     inner_activation ("hard_sigmoid")  recurrent_activation, Keras 2's hard_sigmoid (0.2 x + 0.5)
     bias (Dense)                       use_bias
-    LSTM [W_i, U_i, b_i, W_c, U_c, b_c, W_f, U_f, b_f, W_o, U_o, b_o]   kernel, recurrent_kernel, bias (i, f, c, o)
-    GRU  [W_z, U_z, b_z, W_r, U_r, b_r, W_h, U_h, b_h]                  kernel, recurrent_kernel, bias (z, r, h);
-                                       r applied before U_h: reset_after=False
+    LSTM, GRU: one (W, U, b) per gate  kernel, recurrent_kernel, bias (reflstm.frameworks.legacy
+                                       has the layouts); a GRU is reset_after=False
     consume_less="gpu" (LSTM, GRU)     one W, U and b, already in today's gate order
     Merge(mode=sum|mul|ave|max|concat) Add, Multiply, Average, Maximum, Concatenate
 
@@ -23,8 +22,6 @@ hard_sigmoid is tf_keras's. Options that only mattered in training (init, W_regu
 dropout_W, ...) are not read.
 """
 
-import numpy as np
-
 from reflstm.models import layers as L
 from reflstm.formats.config import (
     _BUILDERS, _activation, _bidirectional_plan, _merge, _nested, _no_weights, _recurrent_options, layer_entries,
@@ -32,6 +29,7 @@ from reflstm.formats.config import (
 from reflstm.cells.gru import GRU
 from reflstm.cells.lstm import LSTM
 from reflstm.cells.simple_rnn import SimpleRNN
+from reflstm.frameworks.legacy import KERAS1_ORDERS, keras1_weights
 
 __all__ = ["BUILDERS", "uses_keras1_names"]
 
@@ -49,9 +47,11 @@ def _options(name, config, go_backwards, zero_output_for_mask, activations):
     return options
 
 
-def _gated(cell, gates, order, **fixed):
-    """The reader of Keras 1's LSTM (`gates` "icfo") or GRU ("zrh"): one (W, U, b) per gate, listed
-    in `gates`, or with consume_less="gpu" one W, U and b already in today's `order`."""
+def _gated(cell, **fixed):
+    """The reader of Keras 1's LSTM or GRU: one (W, U, b) per gate, in Keras 1's order (see
+    reflstm.frameworks.legacy), or with consume_less="gpu" one W, U and b already in today's."""
+    kind = cell.__name__
+    gates = len(KERAS1_ORDERS[kind][0])
 
     def read(name, config, go_backwards=None, zero_output_for_mask=False):
         units = config.int("output_dim", minimum=1)
@@ -59,15 +59,12 @@ def _gated(cell, gates, order, **fixed):
         options = _options(name, config, go_backwards, zero_output_for_mask,
                            {"activation": "tanh", "inner_activation": "hard_sigmoid"})
         if concatenated:
-            shapes = [(None, len(gates) * units), (units, len(gates) * units), (len(gates) * units,)]
+            shapes = [(None, gates * units), (units, gates * units), (gates * units,)]
         else:
-            shapes = [(None, units), (units, units), (units,)] * len(gates)
+            shapes = [(None, units), (units, units), (units,)] * gates
 
         def build(arrays):
-            if not concatenated:
-                by_gate = {gate: arrays[3 * k : 3 * k + 3] for k, gate in enumerate(gates)}
-                arrays = [np.concatenate([by_gate[g][part] for g in order], axis=-1) for part in range(3)]
-            return cell(*arrays, **fixed, **options)
+            return cell(*(arrays if concatenated else keras1_weights(kind, arrays)), **fixed, **options)
 
         return shapes, build
 
@@ -86,8 +83,8 @@ def _simple_rnn(name, config, go_backwards=None, zero_output_for_mask=False):
 
 # Keras 1's LSTM listed its gates i, c, f, o (today's blocks are i, f, c, o); its GRU z, r, h,
 # with r applied before U_h (today's reset_after=False).
-_lstm = _gated(LSTM, "icfo", "ifco")
-_gru = _gated(GRU, "zrh", "zrh", reset_after=False)
+_lstm = _gated(LSTM)
+_gru = _gated(GRU, reset_after=False)
 _RECURRENT = {"LSTM": _lstm, "GRU": _gru, "SimpleRNN": _simple_rnn}
 
 

@@ -1,25 +1,64 @@
-"""ONNX LSTM <-> reflstm. ONNX words live here and nowhere else.
+"""ONNX LSTM, GRU and RNN <-> reflstm. ONNX words live here and nowhere else.
 
-An ONNX LSTM node takes, per direction (axis 0, num_directions = 1 or 2):
+An ONNX recurrent node holds k gate blocks of hidden_size rows per direction (axis 0,
+num_directions = 1 or 2):
 
-    W  (num_directions, 4*hidden_size, input_size)    gates i, o, f, c
-    R  (num_directions, 4*hidden_size, hidden_size)   gates i, o, f, c
-    B  (num_directions, 8*hidden_size)                [Wb, Rb], each i, o, f, c; added together
+    W  (num_directions, k*hidden_size, input_size)
+    R  (num_directions, k*hidden_size, hidden_size)
+    B  (num_directions, 2*k*hidden_size)             [Wb, Rb]
 
-so Keras's kernel is W[d] transposed with its gate blocks moved from ONNX order i, o, f, c to
-Keras order i, f, c, o, and Keras's bias is Wb + Rb, reordered likewise. ONNX's activations are
-three per direction, (f, g, h): f for i, f, o, g for the candidate, h for the output; Keras has one
-g for both, so g and h must agree. "reverse" runs last step to first like go_backwards, but ONNX
-returns its Y in input order, where Keras returns processing order.
+    node   reflstm     k   ONNX gate order   Keras gate order   activations per direction (default)
+    LSTM   LSTM        4   i, o, f, c        i, f, c, o         f, g, h  (Sigmoid, Tanh, Tanh)
+    GRU    GRU         3   z, r, h           z, r, h            f, g     (Sigmoid, Tanh)
+    RNN    SimpleRNN   1                                        f        (Tanh)
+
+Keras's kernel is W[d] transposed with its gate blocks moved to Keras's order, its recurrent
+kernel likewise R[d]. The biases:
+
+- LSTM and RNN: Keras's one bias is Wb + Rb.
+- GRU, linear_before_reset=1: h̃ = g(x W_h + Wb_h + r ⊙ (h R_h + Rb_h)), Keras's
+  reset_after=True, whose bias rows are [Wb, Rb].
+- GRU, linear_before_reset=0 (ONNX's default): h̃ = g(x W_h + (r ⊙ h) R_h + Rb_h + Wb_h). Rb_h
+  stays outside the reset, so this is Keras's reset_after=False with the one bias Wb + Rb.
+
+An LSTM's f acts on i, f, o, its g on the candidate and h on the output; Keras has one activation
+for both, so g and h must agree. A GRU's f acts on z and r, g on h̃; an RNN's f is Keras's
+activation. "reverse" runs last step to first like go_backwards, but ONNX returns its Y in input
+order, where Keras returns processing order.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from reflstm.errors import pick, refuse
-from reflstm.frameworks.layouts import KERAS, ONNX, reorder
-from reflstm.cells.lstm import LSTM
+from reflstm.frameworks.layouts import KERAS, KERAS_GRU, ONNX, ONNX_GRU, reorder
 
-__all__ = ["arguments", "lstm_arguments", "to_onnx", "lstms_from_onnx_file"]
+__all__ = ["arguments", "to_onnx", "layers_from_onnx_file"]
+
+
+@dataclass(frozen=True)
+class _Node:
+    """What one ONNX operator is to reflstm."""
+
+    op: str  # the ONNX operator
+    onnx_order: str  # gate blocks of W, R, Wb and Rb ("" for one block)
+    keras_order: str
+    functions: tuple  # the Keras option each activation of a direction sets, in ONNX's order
+    defaults: tuple  # ONNX's default activations
+    inputs: tuple  # the node's inputs after X
+    own_attributes: tuple  # attributes only this operator has
+
+
+_NODES = {
+    "LSTM": _Node("LSTM", ONNX, KERAS, ("recurrent_activation", "activation", "activation"),
+                  ("Sigmoid", "Tanh", "Tanh"), ("W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"),
+                  ("input_forget", "P")),
+    "GRU": _Node("GRU", ONNX_GRU, KERAS_GRU, ("recurrent_activation", "activation"), ("Sigmoid", "Tanh"),
+                 ("W", "R", "B", "sequence_lens", "initial_h"), ("linear_before_reset",)),
+    "SimpleRNN": _Node("RNN", "", "", ("activation",), ("Tanh",), ("W", "R", "B", "sequence_lens", "initial_h"),
+                       ()),
+}
 
 # ONNX activation (name, alpha, beta) <-> (Keras activation name, Keras version it belongs to).
 # HardSigmoid(alpha, beta) = clip(alpha*x + beta, 0, 1): alpha 0.2 is Keras 2's hard_sigmoid,
@@ -35,7 +74,9 @@ _FROM_ONNX = {
     ("HardSigmoid", 1 / 6, 0.5): ("hard_sigmoid", 3),
     ("Affine", 1.0, 0.0): ("linear", None),
 }
-_ALPHA_DEFAULTS = {"HardSigmoid": (0.2, 0.5), "Elu": (1.0, None), "Affine": (1.0, 0.0), "LeakyRelu": (0.01, None)}
+# Affine has no default alpha here: the spec's (Affine's own, 1) and onnxruntime's (0, rnn_helpers.cc)
+# differ, so an Affine without its alpha is refused.
+_ALPHA_DEFAULTS = {"HardSigmoid": (0.2, 0.5), "Elu": (1.0, None), "Affine": (None, 0.0), "LeakyRelu": (0.01, None)}
 _USES_ALPHA = {"HardSigmoid", "Elu", "Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh"}
 _USES_BETA = {"HardSigmoid", "Affine", "ScaledTanh"}
 
@@ -47,12 +88,14 @@ def _canonical_name(name):
     return str(name)
 
 
-def _activations(activations, alphas, betas, direction_index):
-    """The (f, g, h) of one direction as (name, alpha, beta); alphas and betas are consumed in
-    order by the functions that take them, across all listed functions."""
-    names = [_canonical_name(n) for n in (activations or ["Sigmoid", "Tanh", "Tanh"])]
-    if len(names) not in (3, 6):
-        raise refuse("activations", "3 names per direction (f, g, h)", repr(activations))
+def _activations(node, activations, alphas, betas, num_directions, index):
+    """One direction's activations as (name, alpha, beta), in ONNX's order; alphas and betas are
+    consumed in order by the functions that take them, across all listed functions."""
+    count = len(node.functions)
+    names = [_canonical_name(n) for n in (activations or node.defaults * num_directions)]
+    if len(names) != count * num_directions:  # onnxruntime asks the same (deep_cpu_gru.h, rnn.h, lstm_base.h)
+        raise refuse("activations", f"{count} name(s) per direction ({', '.join(node.defaults)}) for "
+                     f"{num_directions} direction(s)", repr(activations))
     alphas, betas = list(alphas or []), list(betas or [])
     parsed = []
     for name in names:
@@ -60,8 +103,7 @@ def _activations(activations, alphas, betas, direction_index):
         alpha = alphas.pop(0) if name in _USES_ALPHA and alphas else default_alpha
         beta = betas.pop(0) if name in _USES_BETA and betas else default_beta
         parsed.append((name, alpha, beta))
-    start = 3 * direction_index if len(parsed) == 6 else 0
-    return parsed[start : start + 3]
+    return parsed[count * index : count * (index + 1)]
 
 
 def _keras_activation(name, alpha, beta, argument):
@@ -69,7 +111,7 @@ def _keras_activation(name, alpha, beta, argument):
         if onnx_name == name and _close(alpha, a) and _close(beta, b):
             return keras
     raise refuse(argument, "an ONNX activation Keras has (Sigmoid, Tanh, Relu, Softsign, Softplus, "
-                 "Elu alpha 1, HardSigmoid alpha 0.2 or 1/6 beta 0.5, Affine 1 0)",
+                 "Elu alpha 1, HardSigmoid alpha 0.2 or 1/6 beta 0.5, Affine alpha 1 beta 0)",
                  f"{name} alpha={alpha} beta={beta}")
 
 
@@ -79,63 +121,98 @@ def _close(a, b):
     return abs(a - b) <= 1e-6  # attributes are float32 in ONNX
 
 
-def arguments(kind, W, R, B=None, **attributes):
-    """Keyword arguments of reflstm layer `kind` ("LSTM", ...) for one direction of an ONNX node."""
-    return pick({"LSTM": lstm_arguments}, kind, "ONNX")(W, R, B, **attributes)
+def _keras_activations(node, parsed):
+    """{Keras option: name} and the Keras version a HardSigmoid fixes (or None) for one direction."""
+    options, versions = {}, set()
+    for option, letter, (name, alpha, beta) in zip(node.functions, "fgh", parsed):
+        keras_name, version = _keras_activation(name, alpha, beta, f"activations ({letter})")
+        if options.setdefault(option, keras_name) != keras_name:
+            raise refuse("activations", "the same g and h (Keras uses one activation for both)",
+                         f"{[p[0] for p in parsed]}")
+        versions.add(version)
+    versions.discard(None)
+    if len(versions) > 1:
+        raise refuse("activations", "HardSigmoid of one Keras version", "both slopes")
+    return options, versions.pop() if versions else None
 
 
-def lstm_arguments(W, R, B=None, *, direction="forward", index=None, activations=None,
-                   activation_alpha=None, activation_beta=None, clip=None, input_forget=0, P=None):
-    """reflstm.LSTM keyword arguments for one direction of an ONNX LSTM node's inputs.
+def _blocks(array, source, target, axis=-1):
+    return reorder(array, source, target, axis=axis) if source else array
 
-    `index` picks the direction along axis 0 (0 forward, 1 reverse) when `direction` is
-    "bidirectional"; otherwise it defaults to 0 and `direction` says which way that one runs.
-    """
-    W, R = np.asarray(W), np.asarray(R)
-    if W.ndim != 3 or R.ndim != 3 or W.shape[1] % 4 or R.shape[1] != W.shape[1]:
-        raise refuse("W, R", "(num_directions, 4*hidden_size, input_size) and "
-                     "(num_directions, 4*hidden_size, hidden_size)", f"W {W.shape}, R {R.shape}")
+
+def _direction(direction, index, num_directions):
+    """(index along axis 0, whether it runs in reverse) of the direction a node and `index` pick."""
     if direction not in ("forward", "reverse", "bidirectional"):
         raise refuse("direction", "forward, reverse or bidirectional", repr(direction))
+    if num_directions != (2 if direction == "bidirectional" else 1):
+        raise refuse("W", f"{2 if direction == 'bidirectional' else 1} direction(s) on axis 0 for "
+                     f"direction {direction!r}", f"{num_directions}")
     if direction == "bidirectional":
         if index not in (0, 1):
             raise refuse("index", "0 (forward) or 1 (reverse) for a bidirectional node", repr(index))
-        reverse = index == 1
-    else:
-        index, reverse = 0 if index is None else index, direction == "reverse"
-    if not isinstance(index, (int, np.integer)) or not 0 <= index < W.shape[0]:
-        raise refuse("index", f"a direction in 0..{W.shape[0] - 1}", repr(index))
+        return index, index == 1
+    if index not in (None, 0):
+        raise refuse("index", f"0 or None for a {direction} node", repr(index))
+    return 0, direction == "reverse"
+
+
+def _refuse_unmodelled(node, clip, layout, own):
+    """Refuse, by name, what a node may say that Keras does not compute."""
+    for name in own:
+        if name not in node.own_attributes:
+            raise refuse(name, f"an attribute or input of ONNX's {node.op}", "an unknown name")
     if clip is not None:
-        raise refuse("clip", "None (Keras does not clip cell inputs)", repr(clip))
-    if input_forget:
-        raise refuse("input_forget", "0 (Keras does not couple the gates)", repr(input_forget))
-    if P is not None and np.any(np.asarray(P) != 0):
+        raise refuse("clip", "None (Keras does not clip)", repr(clip))
+    if layout:
+        raise refuse("layout", "0 (time-major X, as reflstm reads ONNX nodes)", repr(layout))
+    if own.get("input_forget", 0):
+        raise refuse("input_forget", "0 (Keras does not couple the gates)", repr(own["input_forget"]))
+    if own.get("P") is not None and np.any(np.asarray(own["P"]) != 0):
         raise refuse("P", "no peephole weights (Keras has none)", "non-zero P")
-    hidden = W.shape[1] // 4
-    kernel = reorder(W[index], ONNX, KERAS, axis=0).T
-    recurrent = reorder(R[index], ONNX, KERAS, axis=0).T
-    bias = None
+    if own.get("linear_before_reset", 0) not in (0, 1):
+        raise refuse("linear_before_reset", "0 or 1", repr(own["linear_before_reset"]))
+
+
+def arguments(kind, W, R, B=None, *, direction="forward", index=None, activations=None,
+              activation_alpha=None, activation_beta=None, clip=None, layout=0, hidden_size=None, **own):
+    """Keyword arguments of reflstm layer `kind` ("LSTM", "GRU", "SimpleRNN") for one direction of
+    an ONNX node (LSTM, GRU, RNN) from its W, R, B and attributes, named as ONNX names them.
+
+    `index` picks the direction along axis 0 (0 forward, 1 reverse) of a "bidirectional" node;
+    a "forward" or "reverse" node has one. The operator's own attributes: an LSTM's
+    input_forget (0) and its P (none, or zeros); a GRU's linear_before_reset (ONNX's default 0
+    gives reset_after=False, 1 gives reset_after=True). The layer comes with return_sequences
+    and return_state, as ONNX returns Y and Y_h (and Y_c).
+    """
+    node = pick(_NODES, kind, "ONNX")
+    k = max(len(node.onnx_order), 1)
+    W, R = np.asarray(W), np.asarray(R)
+    if W.ndim != 3 or R.ndim != 3 or R.shape[:2] != W.shape[:2] or W.shape[1] != k * R.shape[2]:
+        raise refuse("W, R", f"(num_directions, {k}*hidden_size, input_size) and "
+                     f"(num_directions, {k}*hidden_size, hidden_size)", f"W {W.shape}, R {R.shape}")
+    hidden, num_directions = R.shape[2], W.shape[0]
+    index, reverse = _direction(direction, index, num_directions)
+    if hidden_size is not None and hidden_size != hidden:
+        raise refuse("hidden_size", f"{hidden}, the size of R", repr(hidden_size))
+    _refuse_unmodelled(node, clip, layout, own)
+    linear_before_reset = own.get("linear_before_reset", 0)
+    layer = dict(
+        kernel=_blocks(W[index], node.onnx_order, node.keras_order, axis=0).T,
+        recurrent_kernel=_blocks(R[index], node.onnx_order, node.keras_order, axis=0).T,
+        bias=None,
+        return_sequences=True, return_state=True, go_backwards=reverse,
+    )
     if B is not None:
         B = np.asarray(B)
-        if B.shape[-1] != 8 * hidden:
-            raise refuse("B", f"(num_directions, 8*hidden_size) = (_, {8 * hidden})", B)
-        w_b, r_b = np.split(B[index], 2)
-        bias = reorder(w_b + r_b, ONNX, KERAS)
-    (f, fa, fb), (g, ga, gb), (h, ha, hb) = _activations(activations, activation_alpha, activation_beta,
-                                                          index)
-    if (g, ga, gb) != (h, ha, hb):
-        raise refuse("activations", "the same g and h (Keras uses one activation for both)", f"g={g}, h={h}")
-    recurrent_activation, version_f = _keras_activation(f, fa, fb, "activations (f)")
-    activation, version_g = _keras_activation(g, ga, gb, "activations (g)")
-    versions = {v for v in (version_f, version_g) if v is not None}
-    if len(versions) > 1:
-        raise refuse("activations", "HardSigmoid of one Keras version", "both slopes")
-    return dict(
-        kernel=kernel, recurrent_kernel=recurrent, bias=bias,
-        activation=activation, recurrent_activation=recurrent_activation,
-        return_sequences=True, return_state=True, go_backwards=reverse,
-        keras_version=versions.pop() if versions else 3,
-    )
+        if B.shape != (num_directions, 2 * k * hidden):
+            raise refuse("B", f"(num_directions, 2*{k}*hidden_size) = ({num_directions}, {2 * k * hidden})", B)
+        w_b, r_b = (_blocks(b, node.onnx_order, node.keras_order) for b in np.split(B[index], 2))
+        layer["bias"] = np.stack([w_b, r_b]) if linear_before_reset else w_b + r_b
+    if kind == "GRU":
+        layer["reset_after"] = bool(linear_before_reset)
+    parsed = _activations(node, activations, activation_alpha, activation_beta, num_directions, index)
+    options, version = _keras_activations(node, parsed)
+    return dict(layer, **options, keras_version=version or 3)
 
 
 _TO_ONNX = {
@@ -145,49 +222,57 @@ _TO_ONNX = {
 }
 
 
-def to_onnx(lstm):
-    """The inputs and attributes of an ONNX LSTM node computing `lstm` (one direction).
+def to_onnx(layer):
+    """The inputs and attributes of an ONNX node (LSTM, GRU, RNN) computing `layer`, one direction.
 
-    Returns a dict with W, R, B (num_directions = 1; Rb is zeros, Wb the whole bias) and the
-    attributes hidden_size, direction, activations, and activation_alpha / activation_beta where
-    an activation needs them.
+    Returns a dict with W, R, B (num_directions = 1) and the attributes hidden_size, direction,
+    activations, activation_alpha / activation_beta where an activation needs them, and a GRU's
+    linear_before_reset (its reset_after). B's Rb is zeros and Wb the whole bias, except for a
+    GRU with reset_after=True, whose bias rows are Wb and Rb.
     """
-    pick({"LSTM": None}, type(lstm).__name__, "ONNX")
+    kind = type(layer).__name__
+    node = pick(_NODES, kind, "ONNX")
 
     def onnx_activation(name):
         if name == "hard_sigmoid":
-            return ("HardSigmoid", 0.2 if lstm.keras_version == 2 else 1 / 6, 0.5)
+            return ("HardSigmoid", 0.2 if layer.keras_version == 2 else 1 / 6, 0.5)
         if name not in _TO_ONNX:
-            raise refuse("lstm", f"activations ONNX has ({', '.join(sorted(_TO_ONNX))}, hard_sigmoid)",
+            raise refuse(kind.lower(), f"activations ONNX has ({', '.join(sorted(_TO_ONNX))}, hard_sigmoid)",
                          repr(name))
         return _TO_ONNX[name]
 
-    f = onnx_activation(lstm.recurrent_activation or "linear")
-    g = onnx_activation(lstm.activation or "linear")
-    bias = np.zeros(4 * lstm.units, lstm.dtype) if lstm.bias is None else lstm.bias
-    node = dict(
-        W=reorder(lstm.kernel.T, KERAS, ONNX, axis=0)[None],
-        R=reorder(lstm.recurrent_kernel.T, KERAS, ONNX, axis=0)[None],
-        B=np.concatenate([reorder(bias, KERAS, ONNX), np.zeros_like(bias)])[None],
-        hidden_size=lstm.units,
-        direction="reverse" if lstm.go_backwards else "forward",
-        activations=[f[0], g[0], g[0]],
+    functions = [onnx_activation(getattr(layer, option) or "linear") for option in node.functions]
+    reset_after = kind == "GRU" and layer.reset_after
+    bias = layer.bias
+    if bias is None:
+        bias = np.zeros((2, layer.kernel.shape[1]) if reset_after else layer.kernel.shape[1], layer.dtype)
+    w_b, r_b = bias if reset_after else (bias, np.zeros_like(bias))
+    result = dict(
+        W=_blocks(layer.kernel.T, node.keras_order, node.onnx_order, axis=0)[None],
+        R=_blocks(layer.recurrent_kernel.T, node.keras_order, node.onnx_order, axis=0)[None],
+        B=np.concatenate([_blocks(b, node.keras_order, node.onnx_order) for b in (w_b, r_b)])[None],
+        hidden_size=layer.units,
+        direction="reverse" if layer.go_backwards else "forward",
+        activations=[f[0] for f in functions],
     )
-    alphas = [a for name, a, _ in (f, g, g) if a is not None]
-    betas = [b for name, _, b in (f, g, g) if b is not None]
+    if kind == "GRU":
+        result["linear_before_reset"] = int(reset_after)
+    alphas = [a for _, a, _ in functions if a is not None]
+    betas = [b for _, _, b in functions if b is not None]
     if alphas:
-        node["activation_alpha"] = alphas
+        result["activation_alpha"] = alphas
     if betas:
-        node["activation_beta"] = betas
-    return node
+        result["activation_beta"] = betas
+    return result
 
 
-def lstms_from_onnx_file(path):
-    """{node name: [LSTM per direction]} for every LSTM node of an .onnx file (needs onnx).
+def layers_from_onnx_file(path):
+    """{node name: [layer per direction]} for every LSTM, GRU and RNN node of an .onnx file (needs
+    onnx): reflstm.LSTM, reflstm.GRU and reflstm.SimpleRNN.
 
-    Reads the protobuf only; nothing in the file is executed. W, R and B must be initializers.
-    The node's sequence_lens, initial_h and initial_c are not read: pass them to the LSTMs as
-    `mask` and `initial_state`.
+    Reads the protobuf only; nothing in the file is executed. W, R, B (and an LSTM's P) must be
+    initializers. The node's sequence_lens, initial_h and initial_c are not read: pass them to
+    the layers as `mask` and `initial_state`.
     """
     try:
         import onnx
@@ -195,39 +280,42 @@ def lstms_from_onnx_file(path):
     except ImportError:
         raise refuse("onnx", "installed to read .onnx files (pip install 'reflstm[onnx]')",
                      "not installed") from None
+    from reflstm.cells.gru import GRU
+    from reflstm.cells.lstm import LSTM
+    from reflstm.cells.simple_rnn import SimpleRNN
+
+    classes = {"LSTM": LSTM, "GRU": GRU, "SimpleRNN": SimpleRNN}
+    by_op = {node.op: kind for kind, node in _NODES.items()}
     model = onnx.load(str(path))
     constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     found = {}
-    for position, node in enumerate(model.graph.node):
-        if node.op_type != "LSTM":
+    for position, graph_node in enumerate(model.graph.node):
+        if graph_node.op_type not in by_op:
             continue
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if attributes.get("layout", 0):
-            raise refuse(f"LSTM node {node.name!r}", "layout 0", f"layout {attributes['layout']}")
-        names = list(node.input) + [""] * 8
+        kind = by_op[graph_node.op_type]
+        name = graph_node.name or f"{graph_node.op_type}_{position}"
+        attributes = {a.name: _decoded(onnx.helper.get_attribute_value(a)) for a in graph_node.attribute}
         arrays = {}
-        for key, name in zip(("W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"), names[1:8]):
-            if name and name not in constants:
-                if key in ("W", "R", "B", "P"):
-                    raise refuse(f"LSTM node {node.name!r}", f"{key} as an initializer", f"{name!r}")
-                continue
-            if name:
-                arrays[key] = constants[name]
-        direction = attributes.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
-        activations = [a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", [])]
-        kwargs = dict(
-            direction=direction,
-            activations=activations or None,
-            activation_alpha=attributes.get("activation_alpha"),
-            activation_beta=attributes.get("activation_beta"),
-            clip=attributes.get("clip"),
-            input_forget=attributes.get("input_forget", 0),
-            P=arrays.get("P"),
-        )
-        indexes = (0, 1) if direction == "bidirectional" else (None,)
-        found[node.name or f"LSTM_{position}"] = [
-            LSTM(**lstm_arguments(arrays["W"], arrays["R"], arrays.get("B"), index=i, **kwargs))
+        for key, input_name in zip(_NODES[kind].inputs, list(graph_node.input)[1:]):
+            if key in ("W", "R", "B", "P") and input_name:
+                if input_name not in constants:
+                    raise refuse(f"{graph_node.op_type} node {name!r}", f"{key} as an initializer",
+                                 repr(input_name))
+                arrays[key] = constants[input_name]
+        extra = {"P": arrays["P"]} if "P" in arrays else {}
+        indexes = (0, 1) if attributes.get("direction") == "bidirectional" else (None,)
+        found[name] = [
+            classes[kind](**arguments(kind, arrays["W"], arrays["R"], arrays.get("B"), index=i, **attributes,
+                                      **extra))
             for i in indexes
         ]
     return found
+
+
+def _decoded(value):
+    """An attribute value with ONNX's bytes strings as str."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value
