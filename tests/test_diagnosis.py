@@ -31,7 +31,7 @@ def test_correct_arrays_are_reported_right():
     (k, r, b), x, y = keras_case(return_sequences=True)
     report = reflstm.diagnose(k, r, b, x=x, expected=y)
     check(report, "the arrays are right as given")
-    np.testing.assert_allclose(report.lstm(x), y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(report.layer(x), y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("order, words", [(ONNX, "ONNX order i,o,f,c"), (TF1, "order i,c,f,o"),
@@ -42,7 +42,7 @@ def test_gate_order(order, words):
     report = reflstm.diagnose(reorder(k, KERAS, order), reorder(r, KERAS, order),
                               reorder(b, KERAS, order), x=x, expected=y)
     check(report, words)
-    np.testing.assert_allclose(report.lstm.kernel, k)
+    np.testing.assert_allclose(report.layer.kernel, k)
 
 
 def test_transposed_swapped_and_doubled_bias():
