@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 import reflstm
-from keras_layers import KERAS_VERSIONS, call_keras, make_layer, random_cell_weights
+from keras_layers import KERAS_VERSIONS, TOLERANCE, call_keras, make_layer, random_cell_weights
 from reflstm.frameworks.layouts import KERAS, KERAS_GRU, ONNX, TF1, TORCH_GRU, reorder
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 4, 7, 3, 5
-TOLERANCE = 1e-12  # float64: the fixed layer against the framework's own output
+FLOAT64 = TOLERANCE["float64"]  # the fixed layer against the framework's own output
 
 
 def keras_case(keras_version=3, kind="LSTM", input_dim=INPUT_DIM, units=UNITS, weights=None, **options):
@@ -33,7 +33,7 @@ def test_correct_arrays_are_reported_right():
     (k, r, b), x, y = keras_case(return_sequences=True)
     report = reflstm.diagnose(k, r, b, x=x, expected=y)
     check(report, "Found (LSTM)", "the arrays are right as given")
-    np.testing.assert_allclose(report.layer(x), y, rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(report.layer(x), y, rtol=FLOAT64, atol=FLOAT64)
 
 
 @pytest.mark.parametrize("order, words", [(ONNX, "ONNX order i,o,f,c"), (TF1, "order i,c,f,o"),
@@ -115,7 +115,7 @@ def test_gru_mistakes(keras_version, reset_after, name):
     shaped_for_reset_after = np.size(b) == 6 * UNITS
     assert ("reset_after=" in text.splitlines()[0]) is (shaped_for_reset_after != reset_after), text
     assert report.layer.reset_after is reset_after
-    np.testing.assert_allclose(report.layer(x), y, rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(report.layer(x), y, rtol=FLOAT64, atol=FLOAT64)
 
 
 def zero_candidate_recurrent_bias(weights):
@@ -149,15 +149,16 @@ def test_reset_after_confused(keras_version, name):
     report = reflstm.diagnose(k, r, given(*b), x=x, expected=y)
     check(report, *words)
     assert report.layer.reset_after is reset_after
-    np.testing.assert_allclose(report.layer(x), y, rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(report.layer(x), y, rtol=FLOAT64, atol=FLOAT64)
 
 
-def torch_case(kind, direction, bias_form):
+def torch_case(kind, direction, bias_form, dtype="float64"):
     """A PyTorch nn.LSTM / nn.GRU direction's arrays exactly as stored, a time-major x and torch's output."""
     torch = pytest.importorskip("torch", reason="torch is a test extra; install reflstm[test]")
     torch.manual_seed(0)
-    m = getattr(torch.nn, kind)(INPUT_DIM, UNITS, bidirectional=True, dtype=torch.float64)
-    x = np.random.default_rng(6).normal(size=(TIMESTEPS, BATCH, INPUT_DIM))  # time-major, as torch takes it
+    m = getattr(torch.nn, kind)(INPUT_DIM, UNITS, bidirectional=True, dtype=getattr(torch, dtype))
+    # (timesteps, batch, input_dim): time-major, as torch takes it
+    x = np.random.default_rng(6).normal(size=(TIMESTEPS, BATCH, INPUT_DIM)).astype(dtype)
     with torch.no_grad():
         y = m(torch.from_numpy(x))[0].numpy()  # (timesteps, batch, 2 * units)
     y = y[..., UNITS:] if direction == "reverse" else y[..., :UNITS]
@@ -176,13 +177,14 @@ TORCH_WORDS = {
 }
 
 
-@pytest.mark.parametrize("kind, direction, bias_form", [
-    ("GRU", "forward", "concatenated"), ("GRU", "forward", "two"), ("GRU", "reverse", "concatenated"),
-    ("LSTM", "reverse", "concatenated"),
+@pytest.mark.parametrize("kind, direction, bias_form, dtype", [
+    ("GRU", "forward", "concatenated", "float64"), ("GRU", "forward", "two", "float64"),
+    ("GRU", "reverse", "concatenated", "float64"), ("GRU", "forward", "concatenated", "float32"),
+    ("LSTM", "reverse", "concatenated", "float64"),
 ])
-def test_pytorch_arrays_as_stored(kind, direction, bias_form):
+def test_pytorch_arrays_as_stored(kind, direction, bias_form, dtype):
     """PyTorch's arrays as stored: gate order, transposed, two biases, time-major, reversed time named."""
-    kernel, recurrent_kernel, bias, x, y = torch_case(kind, direction, bias_form)
+    kernel, recurrent_kernel, bias, x, y = torch_case(kind, direction, bias_form, dtype)
     report = reflstm.diagnose(kernel, recurrent_kernel, bias, x=x, expected=y)
     words = [word for key in (kind, (kind, bias_form), direction) for word in TORCH_WORDS.get(key, [])]
     found = check(report, f"Found ({kind})", "kernel is transposed", "recurrent kernel is transposed",
@@ -190,7 +192,8 @@ def test_pytorch_arrays_as_stored(kind, direction, bias_form):
     assert ("bias" in found) is (bias_form == "concatenated"), found
     out = report.layer(x.transpose(1, 0, 2))  # (batch, timesteps, units), in processing order
     out = out[:, ::-1] if direction == "reverse" else out
-    np.testing.assert_allclose(out, y.transpose(1, 0, 2), rtol=TOLERANCE, atol=TOLERANCE)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, y.transpose(1, 0, 2), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
 
 
 NOTHING_FITS = {  # name -> (kind, layer options, arrays given (from the layer's), shift of the output)
