@@ -5,7 +5,7 @@
     reflstm verify FILE [--input X]
     reflstm explain FILE --layer NAME --step T [--sample B] [--input X]
     reflstm plot FILE --input X --out gates.png [--layer NAME] [--sample B]
-    reflstm diagnose ARRAYS.npz
+    reflstm diagnose ARRAYS.npz [--kind LSTM|GRU]
     reflstm attribute FILE --input X [--horizon H] [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
 
 An input X is a .npy file, an .npz holding one array, or a .csv file (CSV_LAYOUT says how its
@@ -145,6 +145,8 @@ def _parser():
 
     diagnose = commands.add_parser("diagnose", help="which extraction mistake explains the output?")
     diagnose.add_argument("arrays", help="ARRAYS.npz with kernel, recurrent_kernel, [bias], x, expected")
+    diagnose.add_argument("--kind", choices=["LSTM", "GRU"],
+                          help="the layer the arrays belong to (default: the one their shapes say)")
     diagnose.set_defaults(run=diagnose_command)
 
     attribute = commands.add_parser(
@@ -817,7 +819,7 @@ def diagnose_command(args):
         raise refuse("ARRAYS", "keys kernel, recurrent_kernel, x, expected (and bias if any)",
                      f"{args.arrays!r} without {', '.join(missing)}")
     report = diagnose(arrays["kernel"], arrays["recurrent_kernel"], arrays.get("bias"),
-                      x=arrays["x"], expected=arrays["expected"])
+                      x=arrays["x"], expected=arrays["expected"], kind=args.kind)
     print(report)
     return 0 if report.fits else 1
 
