@@ -42,6 +42,7 @@ class GRU(Recurrent):
     b_z, b_r, b_h = (GateView("bias", gate, GRU_GATES) for gate in GRU_GATES)
     STATES = ("h",)
     GATE_FIELDS = ("z", "r", "h_tilde")
+    KERAS1_ARRAYS = 9
 
     def __init__(
         self,

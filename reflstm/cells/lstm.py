@@ -57,7 +57,7 @@ class LSTM(Recurrent):
     STATES = ("h", "c")  # the order of initial_state, return_state and self.states
     GATE_FIELDS = ("i", "f", "c_tilde", "o")
 
-    KERAS1_HINT = "Keras 1's twelve per-gate arrays go to LSTM.from_keras1"
+    KERAS1_ARRAYS = 12
 
     def __init__(
         self,

@@ -64,7 +64,7 @@ class Recurrent:
 
     STATES = ("h",)
     GATE_FIELDS = ()
-    KERAS1_HINT = None  # where another form of the weights goes, named when it is passed here
+    KERAS1_ARRAYS = None  # how many per-gate arrays Keras 1 kept, when not today's three
 
     def __new__(cls, *arrays, **options):
         _check_arguments(cls, arrays, options)
@@ -128,7 +128,8 @@ class Recurrent:
 
     @classmethod
     def from_keras1(cls, arrays, activation="tanh", inner_activation="hard_sigmoid", **options):
-        """Keras 1's per-gate arrays (an LSTM's twelve, gates i, c, f, o); see reflstm.frameworks.legacy."""
+        """Keras 1's per-gate arrays (an LSTM's twelve, gates i, c, f, o; a GRU's nine, z, r, h; a
+        SimpleRNN's three); see reflstm.frameworks.legacy."""
         from reflstm.frameworks import legacy
 
         return cls(**{**legacy.keras1_arguments(cls.__name__, arrays, activation, inner_activation),
@@ -142,7 +143,8 @@ class Recurrent:
 
     @classmethod
     def from_cudnn(cls, kernel, recurrent_kernel, bias, **options):
-        """Keras 2's CuDNNLSTM weights (cuDNN block layout, 8*units bias); see reflstm.frameworks.legacy."""
+        """Keras 2's CuDNNLSTM or CuDNNGRU weights (cuDNN block layout, a bias of 8*units or
+        6*units: two biases); see reflstm.frameworks.legacy."""
         from reflstm.frameworks import legacy
 
         return cls(**{**legacy.cudnn_arguments(cls.__name__, kernel, recurrent_kernel, bias), **options})
@@ -509,6 +511,10 @@ _NOT_ARGUMENTS = {
 }
 
 
+def _keras1_hint(cls):
+    return f"Keras 1's {cls.KERAS1_ARRAYS} per-gate arrays go to {cls.__name__}.from_keras1"
+
+
 def _check_arguments(cls, arrays, options):
     """Refuse, as a ReflstmError naming the argument, what LSTM(...), GRU(...) or SimpleRNN(...)
     cannot take: Python would say it with a bare TypeError."""
@@ -517,7 +523,7 @@ def _check_arguments(cls, arrays, options):
     parameters = inspect.signature(cls.__init__).parameters
     positional = [n for n, p in parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"]
     if len(arrays) > len(positional):
-        hint = f" ({cls.KERAS1_HINT})" if cls.KERAS1_HINT and len(arrays) == 12 else ""
+        hint = f" ({_keras1_hint(cls)})" if len(arrays) == cls.KERAS1_ARRAYS else ""
         raise refuse("arrays", f"kernel, recurrent_kernel and bias, as layer.get_weights() returns "
                      f"them{hint}", f"{len(arrays)} arrays")
     for name in options:
@@ -531,7 +537,7 @@ def _check_arguments(cls, arrays, options):
             try:
                 np.asarray(given[name], dtype=float)
             except (ValueError, TypeError):
-                raise refuse(name, "one array of numbers" + (f" ({cls.KERAS1_HINT})" if cls.KERAS1_HINT
+                raise refuse(name, "one array of numbers" + (f" ({_keras1_hint(cls)})" if cls.KERAS1_ARRAYS
                              else ""), f"a list of {len(given[name])} arrays of "
                              "different shapes") from None
     for name in ("kernel", "recurrent_kernel"):
