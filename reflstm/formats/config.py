@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from reflstm.models import conv as C
 from reflstm.models import layers as L
 from reflstm.errors import refuse, shape_pattern
 from reflstm.formats.fields import Fields, kind_of
@@ -719,6 +720,95 @@ def _merge(name, config, keras_version):
     return [], lambda arrays: layer
 
 
+# Window sizes, strides, dilations, paddings and repeats a file may declare: each makes predict
+# allocate in proportion to it, so a million steps, far beyond use, is the most read.
+_MAX_STEPS = 10**6
+
+
+def _steps(config, key, default):
+    """A Conv1D or pooling size: an integer, or the list of one that Keras saves for a tuple."""
+    value = config.raw(key, default)
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    return Fields({key: value}, config.where).int(key, minimum=1, maximum=_MAX_STEPS)
+
+
+def _pair(config, key, default):
+    """ZeroPadding1D's padding or Cropping1D's cropping: an integer for both ends, or [left, right]."""
+    value = config.raw(key, default)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        ends = Fields({"left": value[0], "right": value[1]}, f"{config.where}: field {key!r}")
+        return tuple(ends.int(end, minimum=0, maximum=_MAX_STEPS) for end in ("left", "right"))
+    if isinstance(value, (list, tuple)):
+        raise refuse(f"{config.where}: field {key!r}", "an integer or a list of 2", kind_of(value))
+    both = config.int(key, default, minimum=0, maximum=_MAX_STEPS)
+    return both, both
+
+
+def _channels_last(config):
+    """The one data_format read; channels_first is refused by name."""
+    config.str("data_format", "channels_last", choices=("channels_last",), optional=True)
+
+
+def _conv1d(name, config, keras_version):
+    _channels_last(config)
+    filters, groups = config.int("filters", minimum=1), config.int("groups", 1, minimum=1)
+    if filters % groups:
+        raise refuse(f"layer {name!r}: field 'groups'", f"a divisor of filters ({filters})", str(groups))
+    kernel_size = _steps(config, "kernel_size", None)
+    dilation_rate = _steps(config, "dilation_rate", 1)
+    if dilation_rate * (kernel_size - 1) + 1 > _MAX_STEPS:
+        raise refuse(f"layer {name!r}", f"a dilated kernel of at most {_MAX_STEPS:,} steps",
+                     f"kernel_size {kernel_size} with dilation_rate {dilation_rate}")
+    options = dict(
+        strides=_steps(config, "strides", 1),
+        padding=config.str("padding", "valid", choices=("valid", "same", "causal")),
+        dilation_rate=dilation_rate,
+        groups=groups,
+        activation=_activation(config, "activation", "linear", name) or "linear",
+        keras_version=keras_version,
+    )
+    use_bias = config.bool("use_bias", True)
+    shapes = [(kernel_size, None, filters)] + ([(filters,)] if use_bias else [])
+
+    def build(arrays):
+        return C.Conv1D(name, arrays[0], arrays[1] if use_bias else None, **options)
+
+    return shapes, build
+
+
+def _pooling(make):
+    """MaxPooling1D or AveragePooling1D: strides default to pool_size, as Keras's do."""
+
+    def pooling(name, config, keras_version):
+        _channels_last(config)
+        pool_size = _steps(config, "pool_size", 2)
+        strides = pool_size if config.raw("strides") is None else _steps(config, "strides", None)
+        return make(name, pool_size, strides, config.str("padding", "valid", choices=("valid", "same")))
+
+    return _no_weights(pooling)
+
+
+def _global_pooling(make):
+    def pooling(name, config, keras_version):
+        _channels_last(config)
+        return make(name, config.bool("keepdims", False))
+
+    return _no_weights(pooling)
+
+
+_CONV_BUILDERS = {
+    "Conv1D": _conv1d,
+    "MaxPooling1D": _pooling(C.MaxPooling1D),
+    "AveragePooling1D": _pooling(C.AveragePooling1D),
+    "GlobalMaxPooling1D": _global_pooling(C.GlobalMaxPooling1D),
+    "GlobalAveragePooling1D": _global_pooling(C.GlobalAveragePooling1D),
+    "ZeroPadding1D": _no_weights(lambda name, c, kv: C.ZeroPadding1D(name, *_pair(c, "padding", 1))),
+    "Cropping1D": _no_weights(lambda name, c, kv: C.Cropping1D(name, *_pair(c, "cropping", (1, 1)))),
+    "UpSampling1D": _no_weights(lambda name, c, kv: C.UpSampling1D(name, _steps(c, "size", 2))),
+}
+
+
 _BUILDERS = {
     "LSTM": _recurrent_layer("LSTM"),
     "GRU": _recurrent_layer("GRU"),
@@ -743,5 +833,6 @@ _BUILDERS = {
         kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))
         for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
     },
+    **_CONV_BUILDERS,  # Conv1D, pooling and the 1-D shape layers (reflstm.models.conv)
 }
 
