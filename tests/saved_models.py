@@ -170,14 +170,14 @@ def _conv_lstm(k, dtype):
 
 
 def _causal_pooling(k, dtype):
-    """Conv1D(causal, dilation 2) -> MaxPooling1D -> LSTM, and AveragePooling1D(same) -> GRU."""
+    """Conv1D(causal, dilation 2) -> MaxPooling1D -> GRU, and AveragePooling1D(same) -> LSTM."""
     inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
     x = k.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="tanh", name="causal",
                         dtype=dtype)(inp)
     a = k.layers.MaxPooling1D(2, name="max_pool", dtype=dtype)(x)
-    a = k.layers.LSTM(3, name="lstm", dtype=dtype)(a)
+    a = k.layers.GRU(3, name="gru", dtype=dtype)(a)
     b = k.layers.AveragePooling1D(3, strides=2, padding="same", name="average_pool", dtype=dtype)(x)
-    b = k.layers.GRU(3, name="gru", dtype=dtype)(b)
+    b = k.layers.LSTM(3, name="lstm", dtype=dtype)(b)
     return k.Model(inp, k.layers.Dense(2, dtype=dtype)(k.layers.Concatenate(dtype=dtype)([a, b])))
 
 
