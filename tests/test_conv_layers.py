@@ -200,3 +200,15 @@ def test_inputs_too_short_for_the_window_are_refused():
     layer = MaxPooling1D("pool", pool_size=5, strides=1, padding="valid")
     with pytest.raises(reflstm.ReflstmError, match="layer 'pool'.*at least 5 steps"):
         layer([np.zeros((1, 4, 2))], [None])
+
+
+@pytest.mark.parametrize("keras_version", KERAS, ids=KERAS_IDS)
+def test_attribution_through_conv_and_pooling_matches_gradient_tape(keras_version):
+    """reflstm.attribute on a Conv1D -> LSTM model: the gradient of one output unit, as GradientTape's."""
+    model = build_model("conv_lstm", keras_version, "float64", seed=2)
+    x = model_inputs(model)
+    attribution = reflstm.attribute(reflstm.Model.from_keras(model), x, unit=1, method="gradient")
+    d_output = np.zeros((len(x), 2))
+    d_output[:, 1] = 1
+    (expected,) = tape_gradients(model, x, [d_output])
+    np.testing.assert_allclose(attribution.values, expected, rtol=GRADIENT_TOLERANCE, atol=GRADIENT_TOLERANCE)
