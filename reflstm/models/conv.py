@@ -53,7 +53,7 @@ def _input(layer, x):
 def _windows(layer, x, span, stride, padding, fill=0.0):
     """x padded as `padding` says, and its windows: (batch, out, channels, span), a view."""
     left, right = window_padding(x.shape[1], span, stride, padding)
-    padded = np.pad(x, ((0, 0), (left, right), (0, 0)), constant_values=fill)  # (batch, steps + pad, channels)
+    padded = _pad(x, left, right, fill)
     if padded.shape[1] < span:
         raise refuse(f"input of layer {layer.name!r}",
                      f"at least {span - left - right} steps for a window of {span} ({padding!r} padding)", x)
@@ -70,7 +70,7 @@ def _scatter(windows_grad, steps, stride, dilation, pads):
     for j in range(taps):
         start = j * dilation
         dx[:, start:start + (out - 1) * stride + 1:stride] += windows_grad[..., j]
-    return dx[:, left:left + steps]
+    return _crop(dx, left, right)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -239,11 +239,10 @@ class ZeroPadding1D:
     right: int
 
     def __call__(self, inputs, masks):
-        x = _input(self, inputs[0])
-        return [np.pad(x, ((0, 0), (self.left, self.right), (0, 0)))], [None]
+        return [_pad(_input(self, inputs[0]), self.left, self.right)], [None]
 
     def vjp(self, inputs, masks, d_outputs):
-        return [d_outputs[0][:, self.left:d_outputs[0].shape[1] - self.right]]
+        return [_crop(d_outputs[0], self.left, self.right)]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -259,10 +258,20 @@ class Cropping1D:
         if self.left + self.right >= x.shape[1]:
             raise refuse(f"input of layer {self.name!r}",
                          f"more than {self.left + self.right} steps to crop {self.left} and {self.right} from", x)
-        return [x[:, self.left:x.shape[1] - self.right]], [None]
+        return [_crop(x, self.left, self.right)], [None]
 
     def vjp(self, inputs, masks, d_outputs):
-        return [np.pad(d_outputs[0], ((0, 0), (self.left, self.right), (0, 0)))]
+        return [_pad(d_outputs[0], self.left, self.right)]
+
+
+def _pad(x, left, right, fill=0.0):
+    """x with `left` and `right` steps of `fill` around its steps: (batch, left + steps + right, channels)."""
+    return np.pad(x, ((0, 0), (left, right), (0, 0)), constant_values=fill)
+
+
+def _crop(x, left, right):
+    """x without its first `left` and last `right` steps (ZeroPadding1D's transpose, and _pad's)."""
+    return x[:, left:x.shape[1] - right]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
