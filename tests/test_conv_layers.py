@@ -78,6 +78,7 @@ LAYERS = {
     "conv_same_even_kernel": ("Conv1D", dict(filters=3, kernel_size=4, padding="same")),
     "conv_same_strides_3": ("Conv1D", dict(filters=3, kernel_size=2, strides=3, padding="same")),
     "conv_causal_dilated": ("Conv1D", dict(filters=2, kernel_size=3, padding="causal", dilation_rate=3)),
+    "conv_causal_strided": ("Conv1D", dict(filters=3, kernel_size=4, padding="causal", strides=2)),
     "conv_same_dilated": ("Conv1D", dict(filters=2, kernel_size=2, padding="same", dilation_rate=2)),
     "conv_strided_no_bias": ("Conv1D", dict(filters=3, kernel_size=2, strides=2, use_bias=False)),
     "conv_groups_3": ("Conv1D", dict(filters=6, kernel_size=2, groups=3, activation="tanh")),
