@@ -102,11 +102,11 @@ def backward(layer, x, d_output, mask=None, initial_state=None):
     da = np.empty((timesteps, batch, width), layer.dtype)  # d(x_t W + b) of every step
     d_carried_output = np.zeros((batch, units), layer.dtype)  # from the next step's repeat
     for t in range(timesteps - 1, -1, -1):
-        d_out = d_sequence[t] + d_carried_output
         if keep is None:
-            da[t], d_states = step(t, [d_out + d_states[0], *d_states[1:]])
+            da[t], d_states = step(t, [d_sequence[t] + d_states[0], *d_states[1:]])
             continue
         m = keep[t]
+        d_out = d_sequence[t] + d_carried_output
         d_fresh = [np.where(m, d_out + d_states[0], 0), *(np.where(m, d, 0) for d in d_states[1:])]
         d_carried_output = 0 * d_out if zero_masked else np.where(m, 0, d_out)
         da[t], d_through = step(t, d_fresh)
