@@ -220,6 +220,22 @@ def test_keras_3_reshape_ends_the_mask():
     assert mask is None and y.shape == (2, 4, 3)
 
 
+def test_keras_3_model_runs_unmasked_after_permute(tmp_path):
+    """In a Keras 3 model the LSTM after a Permute runs every step: the mask ended there."""
+    import keras
+
+    inp = keras.Input((TIMESTEPS, FEATURES))
+    x = keras.layers.Masking()(inp)
+    x = keras.layers.LSTM(4, return_sequences=True)(x)
+    x = keras.layers.Permute((1, 2))(x)
+    model = keras.Model(inp, keras.layers.LSTM(3)(x))
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
+    x = model_inputs(model)
+    ref = reflstm.load(save(model, tmp_path, 3, "keras"))
+    assert_close([ref.predict(x)], keras_predict(model, x), "float32")
+
+
 def test_tf_keras_batch_norm_of_4d_inputs_is_refused():
     """tf_keras fuses batch normalisation of 4-D inputs (another association): refused, not guessed."""
     from reflstm.models.normalization import BatchNormalization
