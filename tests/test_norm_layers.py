@@ -224,11 +224,10 @@ def test_keras_3_model_runs_unmasked_after_permute(tmp_path):
     """In a Keras 3 model the LSTM after a Permute runs every step: the mask ended there."""
     import keras
 
-    inp = keras.Input((TIMESTEPS, FEATURES))
-    x = keras.layers.Masking()(inp)
-    x = keras.layers.LSTM(4, return_sequences=True)(x)
-    x = keras.layers.Permute((1, 2))(x)
-    model = keras.Model(inp, keras.layers.LSTM(3)(x))
+    model = keras.Sequential([
+        keras.Input((TIMESTEPS, FEATURES)), keras.layers.Masking(),
+        keras.layers.LSTM(4, return_sequences=True), keras.layers.Permute((1, 2)), keras.layers.LSTM(3),
+    ])
     rng = np.random.default_rng(0)
     model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
     x = model_inputs(model)
