@@ -27,6 +27,15 @@ def tape_gradients(model, x, d_outputs):
     return [np.asarray(g) for g in tape.gradient(loss, xs)]
 
 
+def assert_backward_matches_tape(model, x, tolerance=1e-10):
+    """reflstm's Model.backward of a one-output Keras model equals GradientTape's, for a random
+    output gradient."""
+    ref = reflstm.Model.from_keras(model)
+    d_output = np.random.default_rng(7).normal(size=ref.predict(x).shape)
+    (expected,) = tape_gradients(model, x, [d_output])
+    np.testing.assert_allclose(ref.backward(x, d_output), expected, rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
 @pytest.mark.parametrize("name", FLOAT_MODELS)
 def test_model_gradients_match_gradient_tape(name, keras_version):
