@@ -155,3 +155,31 @@ def test_attention_gradients_match_gradient_tape(name, keras_version):
     actual = ref.backward(x, d_outputs if len(d_outputs) > 1 else d_outputs[0])
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=GRADIENT_TOLERANCE, atol=GRADIENT_TOLERANCE)
+
+
+def test_tf_keras_causal_field_is_the_causal_mask():
+    """tf_keras's older config field `causal` masks as the call's use_causal_mask does."""
+    model = build("causal", 2)
+    x = model_inputs(model)
+    weights = {layer.name: layer.get_weights() for layer in model.layers}
+    predictions = {}
+    for causal in (True, False):
+        config = {"class_name": "Functional", "config": model.get_config()}
+        for entry in config["config"]["layers"]:
+            if entry["class_name"] in ("Attention", "AdditiveAttention"):
+                entry["config"]["causal"] = causal
+                for inbound in entry["inbound_nodes"][0]:
+                    inbound[3] = {}  # tf_keras repeats {"use_causal_mask": true} on each input
+        predictions[causal] = reflstm.Model(config, weights, 2).predict(x)
+    assert_close([predictions[True]], keras_predict(model, x), "float32")
+    assert not np.allclose(predictions[False], predictions[True])  # the mask mattered
+
+
+def test_attention_scores_as_an_output_are_refused(tmp_path):
+    """return_attention_scores=True (a second output) is refused by name, not dropped."""
+    k = keras_module(3)
+    query, value = k.Input((TARGET_STEPS, 3)), k.Input((TIMESTEPS, 3))
+    _, scores = k.layers.Attention(name="attention")([query, value], return_attention_scores=True)
+    path = save(k.Model([query, value], scores), tmp_path, 3, "keras")
+    with pytest.raises(reflstm.ReflstmError, match="return_attention_scores"):
+        reflstm.load(path)
