@@ -24,7 +24,9 @@ from reflstm.formats.fields import Fields, kind_of
 from reflstm.cells.gru import GRU
 from reflstm.cells.lstm import LSTM
 from reflstm.cells.simple_rnn import SimpleRNN
+from reflstm.models.normalization import BatchNormalization, LayerNormalization
 from reflstm.models.ops import OPERATIONS, Operation
+from reflstm.models.reshaping import Permute, Reshape
 
 __all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "layer_entries", "parse_model"]
 
@@ -741,6 +743,112 @@ def _merge(name, config, keras_version):
     return [], lambda arrays: layer
 
 
+# ---- Normalization and reshaping layers (reflstm.models.normalization, .reshaping) ----------
+
+_MAX_AXES = 32  # more axes than any tensor a Keras model passes between layers
+
+
+def _axes(config, key, default, name):
+    """An axis or a list of distinct axes, each an integer from -_MAX_AXES to _MAX_AXES - 1."""
+    value = config.raw(key, default)
+    axes = value if isinstance(value, (list, tuple)) else [value]
+    if (not axes or len(axes) > _MAX_AXES or any(
+        isinstance(a, bool) or not isinstance(a, int) or not -_MAX_AXES <= a < _MAX_AXES for a in axes
+    ) or len(set(axes)) != len(axes)):
+        raise refuse(f"layer {name!r}: field {key!r}", f"an axis or a list of distinct axes (integers "
+                     f"from -{_MAX_AXES} to {_MAX_AXES - 1})", kind_of(value))
+    return tuple(axes)
+
+
+def _epsilon(config, name):
+    epsilon = config.number("epsilon", 1e-3)
+    if not 0 < epsilon < float("inf"):
+        raise refuse(f"layer {name!r}: field 'epsilon'", "a positive number", kind_of(epsilon))
+    return float(epsilon)
+
+
+def _config_dtype(config):
+    """The layer's float dtype from its config's dtype (a name or a policy), float32 by default."""
+    dtype = config.raw("dtype")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config").get("name") if isinstance(dtype.get("config"), dict) else None
+    return np.dtype("float64") if dtype == "float64" else np.dtype("float32")
+
+
+def _same_shapes(name, arrays):
+    if len({a.shape for a in arrays}) > 1:
+        raise refuse(f"weights of layer {name!r}", "arrays of one shape (one value per channel)",
+                     [a.shape for a in arrays])
+
+
+def _batch_normalization(name, config, keras_version):
+    """gamma (scale), beta (center), moving_mean, moving_variance: Keras's weight order."""
+    axes = _axes(config, "axis", -1, name)
+    if len(axes) != 1:
+        raise refuse(f"layer {name!r}: field 'axis'", "one axis", kind_of(config.raw("axis")))
+    if config.bool("renorm"):
+        raise refuse(f"layer {name!r}", "renorm=False (batch renormalization is not modelled)", "renorm=True")
+    if config.raw("virtual_batch_size") is not None:
+        raise refuse(f"layer {name!r}", "virtual_batch_size=None (ghost batches are not modelled)",
+                     kind_of(config.raw("virtual_batch_size")))
+    epsilon, center, scale = _epsilon(config, name), config.bool("center", True), config.bool("scale", True)
+    # keras/src/layers/normalization/batch_normalization.py: `synchronized` acts in training only.
+    config.bool("synchronized")
+
+    def build(arrays):
+        _same_shapes(name, arrays)
+        arrays = list(arrays)
+        gamma = arrays.pop(0) if scale else None
+        beta = arrays.pop(0) if center else None
+        return BatchNormalization(name, axes[0], epsilon, gamma, beta, *arrays, keras_version)
+
+    return [(None,)] * (scale + center + 2), build
+
+
+def _layer_normalization(name, config, keras_version):
+    """gamma (scale, or Keras 3's rms_scaling), then beta (center without rms_scaling)."""
+    axes = _axes(config, "axis", -1, name)
+    # keras/src/layers/normalization/layer_normalization.py build sorts the axes; tf_keras does not.
+    axes = tuple(sorted(axes)) if keras_version == 3 else axes
+    rms_scaling = config.bool("rms_scaling")
+    if rms_scaling and keras_version != 3:
+        raise refuse(f"layer {name!r}: field 'rms_scaling'", "false (only Keras 3 has it)", "true")
+    epsilon, center, scale = _epsilon(config, name), config.bool("center", True), config.bool("scale", True)
+    has_gamma, has_beta = scale or rms_scaling, center and not rms_scaling
+    dtype = _config_dtype(config)
+
+    def build(arrays):
+        _same_shapes(name, arrays)
+        gamma = arrays[0] if has_gamma else None
+        beta = arrays[-1] if has_beta else None
+        return LayerNormalization(name, axes, epsilon, gamma, beta, keras_version, rms_scaling,
+                                  arrays[0].dtype if arrays else dtype)
+
+    return [(None,) * len(axes)] * (has_gamma + has_beta), build
+
+
+def _reshape(name, config, keras_version):
+    """target_shape: positive sizes and at most one -1 (Reshape never allocates beyond its input)."""
+    shape = config.list("target_shape")
+    if not 0 < len(shape) <= _MAX_AXES or any(
+        isinstance(d, bool) or not isinstance(d, int) or not (d == -1 or 1 <= d < 2**31) for d in shape
+    ) or shape.count(-1) > 1:
+        raise refuse(f"layer {name!r}: field 'target_shape'", f"at most {_MAX_AXES} positive sizes "
+                     "(below 2**31), with at most one -1", kind_of(config.raw("target_shape")))
+    layer = Reshape(name, tuple(shape), keras_version)
+    return [], lambda arrays: layer
+
+
+def _permute(name, config, keras_version):
+    dims = config.list("dims")
+    if not 0 < len(dims) <= _MAX_AXES or any(isinstance(d, bool) or not isinstance(d, int) for d in dims) \
+            or sorted(dims) != list(range(1, len(dims) + 1)):
+        raise refuse(f"layer {name!r}: field 'dims'", f"a permutation of 1..n (n at most {_MAX_AXES})",
+                     kind_of(config.raw("dims")))
+    layer = Permute(name, tuple(dims), keras_version)
+    return [], lambda arrays: layer
+
+
 def _attention_options(name, config, keras_version):
     """What Attention and AdditiveAttention share: dropout (training only) and causal."""
     dropout = config.number("dropout", 0.0)
@@ -821,5 +929,8 @@ _BUILDERS = {
         kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))
         for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
     },
+    "BatchNormalization": _batch_normalization,
+    "LayerNormalization": _layer_normalization,
+    "Reshape": _reshape,
+    "Permute": _permute,
 }
-
