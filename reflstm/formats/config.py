@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 
+from reflstm.models import attention as A
 from reflstm.models import conv as C
 from reflstm.models import layers as L
 from reflstm.errors import refuse, shape_pattern
@@ -101,11 +102,13 @@ class LayerPlan:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Call:
-    """One recorded call, by layer name: input triples, mask argument, operation template."""
+    """One recorded call, by layer name: input triples, mask argument, operation template, and
+    `options`, the call's other arguments (such as Attention's use_causal_mask)."""
 
     inputs: tuple
     mask: object
     template: object
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -133,7 +136,7 @@ class Plan:
             else:
                 built[name] = plan
         nodes = {
-            key: Node(built[key[0]], call.inputs, call.mask,
+            key: Node(_called(built[key[0]], call, key), call.inputs, call.mask,
                       call.template if isinstance(built[key[0]], Operation) else None)
             for key, call in self.calls.items()
         }
@@ -145,6 +148,14 @@ class Plan:
                 raise refuse(f"layer {name!r}: inbound node {index}",
                              f"{' or '.join(map(str, sorted(allowed)))} input tensors", f"{len(call.inputs)}")
         return Graph(self.name, nodes, self.inputs, self.outputs, self.input_shapes, order)
+
+
+def _called(layer, call, key):
+    """The layer as this call runs it: a layer with call options (Attention's use_causal_mask)
+    takes the call's; the options of other layers are not read."""
+    if hasattr(layer, "called_with"):
+        return layer.called_with(call.options, f"layer {key[0]!r}: inbound node {key[1]}")
+    return layer
 
 
 def _output_count(layer):
@@ -164,8 +175,10 @@ def _input_counts(layer):
         return {1, 1 + len(layer.cell.STATES)}
     if isinstance(layer, L.Bidirectional):
         return {1, 1 + 2 * len(layer.forward.STATES)}
-    if isinstance(layer, L.Merge) and layer.kind == "Subtract":
+    if isinstance(layer, L.Merge) and layer.kind == "Subtract" or isinstance(layer, A.Dot):
         return {2}
+    if isinstance(layer, (A.Attention, A.AdditiveAttention)):
+        return {2, 3}  # [query, value] or [query, value, key]
     if isinstance(layer, (L.Merge, L.Concatenate, Operation)):
         return None
     return {1}
@@ -334,20 +347,21 @@ def _call(layer_name, recorded, is_operation):
         if initial_state is not None:
             _template(initial_state, state_tensors, f"{where}: initial_state")
         mask = _mask_argument(kwargs.raw("mask", NO_MASK_ARGUMENT), where)
+        options = {}
         for key in kwargs.raw_dict():
             if key in ("training", "initial_state", "mask"):
                 continue
             found = []
-            _template(kwargs.raw(key), found, f"{where}: {key}")
+            options[key] = _template(kwargs.raw(key), found, f"{where}: {key}")
             if found:
                 raise refuse(where, "tensor arguments inputs, initial_state and mask", f"call argument {key!r}")
         if not tensors:
             raise refuse(where, "a call with at least one input tensor", "none")
-        return _Call(tuple(tensors + state_tensors), mask, template if is_operation else None)
+        return _Call(tuple(tensors + state_tensors), mask, template if is_operation else None, options)
     # tf_keras: [[name, node, tensor, kwargs], ...]; initial_state tensors arrive in kwargs.
     if not isinstance(recorded, (list, tuple)):
         raise refuse(where, "a list of [layer name, node index, tensor index, kwargs]", kind_of(recorded))
-    found = []
+    found, options = [], {}
     for entry in recorded:
         found.append(_triple(entry, where))
         kwargs = entry[3] if len(entry) > 3 else {}
@@ -357,15 +371,23 @@ def _call(layer_name, recorded, is_operation):
         if not isinstance(states, (list, tuple)):
             states = [states]
         found += [_triple(state, f"{where}: initial_state") for state in states]
+        # tf_keras repeats a call's other arguments on each input's entry.
+        options.update({key: value for key, value in kwargs.items() if key not in ("training", "initial_state", "mask")
+                        and (value is None or isinstance(value, (bool, int, float, str)))})
     if not found:
         raise refuse(where, "a call with at least one input tensor", "none")
-    return _Call(tuple(found), NO_MASK_ARGUMENT, None)
+    return _Call(tuple(found), NO_MASK_ARGUMENT, None, options)
 
 
 def _mask_argument(mask, where):
     if mask is NO_MASK_ARGUMENT or mask is None:
         return mask
     if isinstance(mask, (list, tuple)):
+        if any(item is not None for item in mask[1:]):
+            # A recorded list of masks for several inputs (Attention's [query_mask, value_mask]
+            # passed by hand) would need every one; only the first input's is carried.
+            raise refuse(f"{where}: mask", "one recorded mask, for the first input",
+                         f"a list of {len(mask)} masks")
         if not mask:
             return None
         mask = mask[0]
@@ -917,6 +939,59 @@ _CONV_BUILDERS = {
 }
 
 
+def _attention_options(name, config, keras_version):
+    """What Attention and AdditiveAttention share: dropout (training only) and causal."""
+    dropout = config.number("dropout", 0.0)
+    if not 0 <= dropout <= 1:
+        raise refuse(f"layer {name!r}: field 'dropout'", "a number from 0 to 1", kind_of(dropout))
+    # tf_keras base_dense_attention.py still reads the `causal` older tf.keras saved (its
+    # get_config no longer writes it); Keras 3 has only the call's use_causal_mask.
+    causal = config.bool("causal")
+    if causal and keras_version == 3:
+        raise refuse(f"layer {name!r}: field 'causal'", "false in a Keras 3 config (Keras 3 takes "
+                     "use_causal_mask in the call)", "true")
+    return causal
+
+
+def _attention(name, config, keras_version):
+    use_scale = config.bool("use_scale", False)
+    score_mode = config.str("score_mode", "dot", choices=("dot", "concat"))
+    causal = _attention_options(name, config, keras_version)
+    # keras/src/layers/attention/attention.py build: scale, then concat_score_weight, both scalars.
+    shapes = [()] * (use_scale + (score_mode == "concat"))
+
+    def build(arrays):
+        scale = arrays[0] if use_scale else None
+        concat_score_weight = arrays[-1] if score_mode == "concat" else None
+        return A.Attention(name, causal, scale, concat_score_weight)
+
+    return shapes, build
+
+
+def _additive_attention(name, config, keras_version):
+    use_scale = config.bool("use_scale", True)
+    # Keras 3's AdditiveAttention drops score_mode from its config and never reads it.
+    config.str("score_mode", "dot", choices=("dot",))
+    causal = _attention_options(name, config, keras_version)
+    shapes = [(None,)] if use_scale else []  # scale (dim,)
+
+    def build(arrays):
+        return A.AdditiveAttention(name, causal, arrays[0] if use_scale else None)
+
+    return shapes, build
+
+
+def _dot(name, config, keras_version):
+    axes = config.raw("axes")
+    pair = [axes, axes] if isinstance(axes, int) and not isinstance(axes, bool) else axes
+    # An axis is checked against the inputs' ranks at the call; a rank is at most this anyway.
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(a, int) and not isinstance(a, bool) and abs(a) <= 64 for a in pair)):
+        raise refuse(f"layer {name!r}: field 'axes'", "an integer or a list of two (each within ±64)",
+                     kind_of(axes))
+    return A.Dot(name, tuple(pair), config.bool("normalize"), keras_version)
+
+
 _BUILDERS = {
     "LSTM": _recurrent_layer("LSTM"),
     "GRU": _recurrent_layer("GRU"),
@@ -936,6 +1011,9 @@ _BUILDERS = {
     # A file's n must not make predict allocate without bound: a million steps is far beyond use.
     "RepeatVector": _no_weights(lambda name, c, kv: L.RepeatVector(name, c.int("n", minimum=1, maximum=10**6))),
     "Concatenate": _no_weights(lambda name, c, kv: L.Concatenate(name, c.int("axis", -1), kv)),
+    "Attention": _attention,
+    "AdditiveAttention": _additive_attention,
+    "Dot": _no_weights(_dot),
     "Merge": _merge,  # Keras 2.0-2.2's legacy Merge (Keras 1's own)
     **{
         kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))

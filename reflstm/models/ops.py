@@ -28,6 +28,9 @@ OPERATIONS = {
     "ZerosLike": lambda config, x: np.zeros_like(x, dtype=config.get("dtype") or x.dtype),
     "OnesLike": lambda config, x: np.ones_like(x, dtype=config.get("dtype") or x.dtype),
     "Concatenate": lambda config, xs: np.concatenate(xs, axis=config.get("axis", 0)),
+    # Attention.compute_mask (keras/src/layers/attention/attention.py) records its query mask so;
+    # sparse and ragged only change how a backend stores the same values.
+    "ConvertToTensor": lambda config, x: np.asarray(x, dtype=config.get("dtype")),
 }
 
 
