@@ -362,7 +362,8 @@ def _run_child(work, limits, out):
     body = json.dumps(message).encode()
     _write_all(out, struct.pack("<Q", len(body)) + body)
     for array in arrays:
-        _write_all(out, memoryview(np.ascontiguousarray(array)).cast("B"))
+        # Flat first: a memoryview of an empty array of several axes cannot be cast to bytes.
+        _write_all(out, memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
 
 
 def _cap_address_space(extra):
