@@ -1,6 +1,6 @@
 """Train the small forecaster of the README's attribution example, and save it with inputs.
 
-    python examples/forecast_lag.py [--out forecast.keras] [--epochs 40] [--seed 0]
+    python examples/forecast_lag.py [--out forecast.keras] [--epochs 40] [--seed 0] [--cell LSTM]
 
 The task has a known answer. Each sample is a window of the 8 steps t-8 ... t-1 of two features of
 noise; the target, the value at the predicted step t, is the first feature at t-2 (LAG steps
@@ -9,7 +9,8 @@ prediction to t-2, which is what
 
     reflstm attribute forecast.keras --input forecast_x.csv
 
-reports. Writes the model (Input -> LSTM(8) -> Dense(1)), 64 fresh windows as forecast_x.npy, and
+reports. Writes the model (Input -> LSTM(8) -> Dense(1), or a GRU(8) or SimpleRNN(8) with --cell),
+64 fresh windows as forecast_x.npy, and
 the same windows as forecast_x.csv (header sample, step, x0, x1: one row per sample and step).
 Needs Keras (pip install -e '.[keras]'); about 20 s on two cores.
 """
@@ -30,12 +31,18 @@ def lag_task(samples, seed):
     return x, x[:, TIMESTEPS - LAG, 0:1]  # input step TIMESTEPS - LAG is t-LAG
 
 
-def train(keras, epochs=40, seed=0):
-    """Input -> LSTM(8) -> Dense(1), trained with Adam until it reads the input LAG steps before t."""
+CELLS = ("LSTM", "GRU", "SimpleRNN")
+
+
+def train(keras, epochs=40, seed=0, cell="LSTM"):
+    """Input -> `cell`(8) -> Dense(1), trained with Adam until it reads the input LAG steps before t.
+
+    The recurrent layer is named after its class in lower case ("lstm", "gru", "simplernn").
+    """
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((TIMESTEPS, FEATURES)),
-        keras.layers.LSTM(8, name="lstm"),
+        getattr(keras.layers, cell)(8, name=cell.lower()),
         keras.layers.Dense(1, name="readout"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="mse")
@@ -58,11 +65,12 @@ def main(argv=None):
     parser.add_argument("--out", default="forecast.keras", help="the .keras file to write (default forecast.keras)")
     parser.add_argument("--epochs", type=int, default=40, help="training epochs (default 40)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of weights and data (default 0)")
+    parser.add_argument("--cell", choices=CELLS, default="LSTM", help="the recurrent layer (default LSTM)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
 
-    model = train(keras, args.epochs, args.seed)
+    model = train(keras, args.epochs, args.seed, args.cell)
     x, y = lag_task(64, seed=args.seed + 9)
     mse = float(np.mean((model.predict(x, verbose=0) - y) ** 2))
     model.save(args.out)

@@ -174,7 +174,8 @@ def _parser():
     attribute.add_argument("--target", choices=["output", "layer"],
                            help="the model's output (default), or the final hidden state of --layer "
                            "(the default when --layer is given)")
-    attribute.add_argument("--layer", help="the LSTM layer for --target layer (default: the first)")
+    attribute.add_argument("--layer", help="the recurrent layer (LSTM, GRU or SimpleRNN) for --target layer "
+                           "(default: the first)")
     attribute.add_argument("--unit", type=int, default=0, help="which output / hidden unit")
     attribute.add_argument("--steps", type=int, help="integrated gradients' path steps (default 64; "
                            "only with that method)")
@@ -888,10 +889,12 @@ def attribute_command(args):
     if args.target == "output" and args.layer:
         raise refuse("--layer", "no layer with --target output (it explains the model's output)",
                      repr(args.layer))
+    layer_name = None
     if args.target == "output":
         target, what = model, f"model output {args.unit} (last step)"
     else:
-        target, what = _lstm_target(model, args.layer), f"layer {args.layer or 'LSTM'!r} final hidden unit {args.unit}"
+        layer_name, target = _layer_target(model, args.layer)
+        what = f"{type(target).__name__} layer {layer_name!r} final hidden unit {args.unit}"
     result = attribute(target, x, unit=args.unit, method=args.method, steps=args.steps, window=args.window,
                        horizon=args.horizon)
     print(f"{args.file}: attribution of {what} to each input step")
@@ -899,13 +902,9 @@ def attribute_command(args):
     print()
     print("share of |attribution| per input feature (summed over lags), and per feature and lag:")
     print(result.feature_table())
-    lstm = target if target is not model else _first_lstm_on_input(model)
-    if lstm is not None:
-        from reflstm.analysis.attribution import memory_horizon
-
-        half_life = memory_horizon(lstm, x).half_life()
-        print("forget-gate half-life per unit (steps back until half of C_t is forgotten): "
-              + " ".join(f"{v:.1f}" for v in half_life))
+    half_life = _half_life_line(model, layer_name, x)
+    if half_life:
+        print(half_life)
     if out:
         lags, shares = result.per_lag()
         features, _, feature_lag = result.per_feature_lag()
@@ -922,32 +921,46 @@ def attribute_command(args):
     return 0
 
 
-def _lstm_target(model, layer_name):
-    """The LSTM `layer_name` (default: the first), which must read the model's input directly."""
-    from reflstm.models.layers import LSTMLayer
+def _layer_target(model, layer_name):
+    """(name, reflstm layer) of the recurrent layer `layer_name` (default: the first), which must
+    read the model's input directly."""
+    from reflstm.models.layers import RecurrentLayer
 
-    names = [n for n, l in model.lstm_layers.items() if isinstance(l, LSTMLayer)]
+    names = [n for n, l in model.recurrent_layers.items() if isinstance(l, RecurrentLayer)]
     name = layer_name or (names[0] if names else None)
-    other = model.recurrent_layers.get(name)
-    if name not in names and isinstance(other, LSTMLayer):
-        raise refuse("--layer", "an LSTM layer (attribution to a layer's state needs its backward "
-                     f"pass, not yet written for {other.kind})", f"{name!r}, a {other.kind} layer")
     if name not in names:
-        raise refuse("--layer", f"one of the (non-Bidirectional) LSTM layers {', '.join(names) or '(none)'}",
-                     repr(layer_name))
+        raise refuse("--layer", "one of the (non-Bidirectional) recurrent layers "
+                     f"{', '.join(names) or '(none)'}", repr(layer_name))
     source = next(node.inputs[0][0] for key, node in model.graph.nodes.items() if key[0] == name)
     if source not in model.graph.inputs:
-        raise refuse("--layer", "an LSTM reading the model's input directly (or use --target output)",
+        raise refuse("--layer", "a recurrent layer reading the model's input directly (or use --target output)",
                      f"{name!r}, which reads {source!r}")
-    return model.layers[name].lstm
+    return name, model.layers[name].cell
 
 
-def _first_lstm_on_input(model):
-    """The first LSTM reading the model's input directly, for the memory horizon; else None."""
-    try:
-        return _lstm_target(model, None)
-    except ReflstmError:
-        return None
+# What the half-life is of, by the gate that keeps the state (MemoryHorizon.gate).
+_HALF_LIFE = {
+    "f": "forget-gate half-life per unit (steps back until half of C_t is forgotten)",
+    "z": "update-gate half-life per unit (steps back until half of h_t is replaced)",
+}
+
+
+def _half_life_line(model, layer_name, x):
+    """The memory half-life of layer `layer_name`, or, without one, of the model's first LSTM or
+    GRU; a SimpleRNN has none, and the line says so. "" for a model without recurrent layers."""
+    from reflstm.analysis.attribution import NO_KEEPING_GATE, KEEPING_GATES, memory_horizon
+
+    kinds = {name: type(layer.cells[0]).__name__ for name, layer in model.recurrent_layers.items()}
+    if not kinds:
+        return ""
+    gated = [name for name, kind in kinds.items() if kind in KEEPING_GATES]
+    name = layer_name or (gated + list(kinds))[0]
+    if kinds[name] not in KEEPING_GATES:
+        return f"no half-life: layer {name!r} is a SimpleRNN; {NO_KEEPING_GATE}"
+    horizon = memory_horizon(model, x, layer=name)
+    direction = " (forward)" if isinstance(model.layers[name], Bidirectional) else ""
+    return (f"{kinds[name]} layer {name!r}{direction}: {_HALF_LIFE[horizon.gate]}: "
+            + " ".join(f"{v:.1f}" for v in horizon.half_life()))
 
 
 def _plot_attribution(result, path, title):

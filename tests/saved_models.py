@@ -157,6 +157,63 @@ def _gru_encoder_decoder(k, dtype):
                                       k.layers.Dense(1, dtype=dtype)(summary)])
 
 
+# --- Conv1D, pooling and the 1-D shape layers around recurrent layers (reflstm.models.conv) ---
+
+
+def _conv_lstm(k, dtype):
+    """The issue's example: Conv1D -> LSTM -> Dense, the mask ending at the Conv1D."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    x = k.layers.Conv1D(5, 3, activation="relu", name="conv", dtype=dtype)(x)
+    x = k.layers.LSTM(4, name="lstm", dtype=dtype)(x)
+    return k.Model(inp, k.layers.Dense(2, dtype=dtype)(x))
+
+
+def _causal_pooling(k, dtype):
+    """Conv1D(causal, dilation 2) -> MaxPooling1D -> GRU, and AveragePooling1D(same) -> LSTM."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="tanh", name="causal",
+                        dtype=dtype)(inp)
+    a = k.layers.MaxPooling1D(2, name="max_pool", dtype=dtype)(x)
+    a = k.layers.GRU(3, name="gru", dtype=dtype)(a)
+    b = k.layers.AveragePooling1D(3, strides=2, padding="same", name="average_pool", dtype=dtype)(x)
+    b = k.layers.LSTM(3, name="lstm", dtype=dtype)(b)
+    return k.Model(inp, k.layers.Dense(2, dtype=dtype)(k.layers.Concatenate(dtype=dtype)([a, b])))
+
+
+def _masked_pooling(k, dtype):
+    """Masking -> LSTM(return_sequences) -> GlobalAveragePooling1D (the mask reaches it), beside
+    GlobalMaxPooling1D(keepdims), which Keras runs unmasked."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Masking(dtype=dtype)(inp)
+    x = k.layers.LSTM(5, return_sequences=True, name="lstm", dtype=dtype)(x)
+    average = k.layers.GlobalAveragePooling1D(name="average", dtype=dtype)(x)
+    largest = k.layers.GlobalMaxPooling1D(keepdims=True, name="largest", dtype=dtype)(x)
+    largest = k.layers.Flatten(dtype=dtype)(largest)
+    return k.Model(inp, k.layers.Dense(2, dtype=dtype)(k.layers.Concatenate(dtype=dtype)([average, largest])))
+
+
+def _shape_stack(k, dtype):
+    """ZeroPadding1D, UpSampling1D, Cropping1D, a grouped Conv1D and a strided "same" one, an LSTM."""
+    inp = k.Input((TIMESTEPS, FEATURES + 1), dtype=dtype)
+    x = k.layers.ZeroPadding1D((1, 2), name="pad", dtype=dtype)(inp)
+    x = k.layers.UpSampling1D(2, name="up", dtype=dtype)(x)
+    x = k.layers.Cropping1D((3, 1), name="crop", dtype=dtype)(x)
+    x = k.layers.Conv1D(6, 2, groups=2, name="grouped", dtype=dtype)(x)
+    x = k.layers.Conv1D(5, 3, strides=2, padding="same", activation="sigmoid", name="strided", dtype=dtype)(x)
+    x = k.layers.MaxPooling1D(3, strides=1, padding="same", name="max_same", dtype=dtype)(x)
+    x = k.layers.LSTM(3, return_sequences=True, name="lstm", dtype=dtype)(x)
+    return k.Model(inp, k.layers.GlobalAveragePooling1D(keepdims=True, name="average", dtype=dtype)(x))
+
+
+CONV_MODELS = {
+    "conv_lstm": _conv_lstm,
+    "causal_pooling": _causal_pooling,
+    "masked_pooling": _masked_pooling,
+    "shape_stack": _shape_stack,
+}
+
+
 MODELS = {
     "lstm_stack": _lstm_stack,
     "sequential": _sequential,
@@ -172,6 +229,7 @@ MODELS = {
     "gru_family": _gru_family,
     "gru_bidirectional": _gru_bidirectional,
     "gru_encoder_decoder": _gru_encoder_decoder,
+    **CONV_MODELS,
 }
 
 

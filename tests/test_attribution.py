@@ -1,13 +1,15 @@
-"""Attribution over time steps and the forget-gate memory horizon."""
+"""Attribution over time steps, for the LSTM, GRU and SimpleRNN, and the memory horizon (forget
+gates of an LSTM, update gates of a GRU)."""
 
 import numpy as np
 import pytest
 
 import reflstm
-from keras_layers import call_keras, make_layer, random_weights
+from keras_layers import call_keras, make_layer, random_cell_weights, random_weights
 from trained_models import LAG, TIMESTEPS as LAG_TIMESTEPS, lag_task, trained_lag_model
 
 BATCH, TIMESTEPS, INPUT_DIM, UNITS = 3, 7, 4, 5
+CELLS = ("LSTM", "GRU", "SimpleRNN")
 
 
 def lstm(seed=0, **options):
@@ -27,22 +29,24 @@ def test_integrated_gradients_are_complete():
     np.testing.assert_allclose(a.values.sum(axis=(1, 2)), a.target - a.baseline_target, atol=1e-3)
 
 
-def test_gradient_matches_keras_gradient_tape():
+@pytest.mark.parametrize("kind", CELLS)
+def test_gradient_matches_keras_gradient_tape(kind):
     """The saliency of a final-h unit equals tf.GradientTape's gradient through the Keras layer."""
     import tensorflow as tf
 
-    layer = make_layer(3, INPUT_DIM, UNITS, "float64", seed=3, return_state=True, go_backwards=True)
+    layer = make_layer(3, INPUT_DIM, UNITS, "float64", seed=3, kind=kind, return_state=True, go_backwards=True)
     x = inputs()
     x_t = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x_t)
-        _, h, _ = layer(x_t)
+        h = layer(x_t)[1]
         value = tf.reduce_sum(h[:, 1])
     expected = np.asarray(tape.gradient(value, x_t))
-    a = reflstm.attribute(reflstm.LSTM.from_keras(layer), x, unit=1, method="gradient")
+    ref = getattr(reflstm, kind).from_keras(layer)
+    a = reflstm.attribute(ref, x, unit=1, method="gradient")
     np.testing.assert_allclose(a.values, expected, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(a.target, call_keras(layer, x)[1][:, 1], rtol=1e-12)
-    gxi = reflstm.attribute(reflstm.LSTM.from_keras(layer), x, unit=1, method="gradient_x_input")
+    gxi = reflstm.attribute(ref, x, unit=1, method="gradient_x_input")
     np.testing.assert_allclose(gxi.values, x * expected, rtol=1e-10, atol=1e-10)
 
 
@@ -123,17 +127,25 @@ def test_bad_arguments_are_refused():
     assert np.isclose(shares.sum(), 1.0)
 
 
-@pytest.fixture(scope="module")
-def lag_model():
-    return trained_lag_model()
+@pytest.fixture(scope="module", params=CELLS)
+def lag_model(request):
+    """The forecaster of examples/forecast_lag.py with an LSTM, a GRU or a SimpleRNN."""
+    return trained_lag_model(cell=request.param)
+
+
+def recurrent_layer(model):
+    """The trained model's recurrent layer, and its kind ("LSTM", "GRU" or "SimpleRNN")."""
+    layer = model.layers[0]
+    return layer, type(layer).__name__
 
 
 def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
-    """A Keras LSTM trained to predict step t from the input at t-2: every method puts t-2 first."""
+    """A Keras LSTM, GRU or SimpleRNN trained to predict step t from the input at t-2: every
+    method puts t-2 first."""
     x, y = lag_task(64, seed=9)
     assert float(np.mean((lag_model.predict(x, verbose=0) - y) ** 2)) < 0.05  # it learned the task
-    layer, dense = lag_model.get_layer("lstm"), lag_model.get_layer("readout")
-    ref = reflstm.LSTM.from_keras(layer)
+    (layer, kind), dense = recurrent_layer(lag_model), lag_model.get_layer("readout")
+    ref = getattr(reflstm, kind).from_keras(layer)
     readout = dense.get_weights()
     for method in ("gradient", "gradient_x_input", "integrated_gradients", "occlusion"):
         a = reflstm.attribute(ref, x, method=method, readout=readout)
@@ -145,9 +157,20 @@ def test_attribution_finds_the_lag_the_task_depends_on(lag_model):
     assert lags[np.argmax(shares)] == LAG
 
 
+# What `reflstm attribute` says about the memory half-life of each kind of layer.
+HALF_LIFE_LINES = {
+    "LSTM": "LSTM layer 'lstm': forget-gate half-life per unit (steps back until half of C_t is forgotten): ",
+    "GRU": "GRU layer 'gru': update-gate half-life per unit (steps back until half of h_t is replaced): ",
+    "SimpleRNN": "no half-life: layer 'simplernn' is a SimpleRNN; a SimpleRNN has no gate that keeps its state",
+}
+
+
 def test_command_line(lag_model, tmp_path, capsys):
-    """reflstm attribute prints the per-lag table (t-2 first here), writes .npz and a PNG."""
+    """reflstm attribute prints the per-lag table (t-2 first here) and the layer's half-life (or
+    that a SimpleRNN has none), writes .npz and a PNG."""
     from reflstm import cli
+
+    name, kind = recurrent_layer(lag_model)[0].name, recurrent_layer(lag_model)[1]
 
     path, x_path = tmp_path / "lag.keras", tmp_path / "x.npy"
     lag_model.save(path)
@@ -155,7 +178,7 @@ def test_command_line(lag_model, tmp_path, capsys):
     out, png = tmp_path / "a.npz", tmp_path / "a.png"
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--out", str(out), "--plot", str(png)]) == 0
     text = capsys.readouterr().out
-    assert "completeness" in text and "half-life" in text
+    assert "completeness" in text and HALF_LIFE_LINES[kind] in text
     assert "t is the predicted step, 1 step after the last input step (input step 7, which is t-1)" in text
     assert f"largest: t-{LAG} (input step {LAG_TIMESTEPS - LAG})" in text
     rows = [line.split() for line in text.splitlines() if line.strip().startswith("t-")]
@@ -172,6 +195,9 @@ def test_command_line(lag_model, tmp_path, capsys):
         assert cli.main(["attribute", str(path), "--input", str(x_path), "--method", method]) == 0
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--layer", "nope"]) == 2
     assert "--layer" in capsys.readouterr().err
+    assert cli.main(["attribute", str(path), "--input", str(x_path), "--layer", name, "--method", "gradient"]) == 0
+    text = capsys.readouterr().out
+    assert f"attribution of {kind} layer {name!r} final hidden unit 0" in text and HALF_LIFE_LINES[kind] in text
     assert cli.main(["attribute", str(path), "--input", str(x_path), "--horizon", "3"]) == 0
     text = capsys.readouterr().out
     assert "3 steps after the last input step (input step 7, which is t-3)" in text
@@ -250,32 +276,75 @@ def test_options_of_other_methods_are_refused():
         reflstm.attribute(ref, x, steps=0)
 
 
-def test_memory_horizon_of_a_loaded_model(tmp_path):
-    """memory_horizon takes a loaded Model: forget gates computed from Keras's own h_t and weights."""
+# The gate whose product is the retention, and its columns in the layer's weights.
+KEEPING_GATE_COLUMNS = {"LSTM": slice(UNITS, 2 * UNITS), "GRU": slice(0, UNITS)}  # f of ifco; z of zrh
+
+
+@pytest.mark.parametrize("kind", list(KEEPING_GATE_COLUMNS))
+def test_memory_horizon_of_a_loaded_model(kind, tmp_path):
+    """memory_horizon takes a loaded Model: the retention is the product of the forget (LSTM) or
+    update (GRU) gates computed from Keras's own h_t and weights; its first LSTM or GRU is taken
+    past a SimpleRNN, which is refused by name."""
     from keras_layers import keras_module
 
     k = keras_module(3)
     inp = k.Input((TIMESTEPS, INPUT_DIM), dtype="float64")
-    seq = k.layers.LSTM(UNITS, return_sequences=True, name="lstm", dtype="float64")(inp)
-    model = k.Model(inp, k.layers.Dense(1, name="readout", dtype="float64")(seq))
+    simple = k.layers.SimpleRNN(2, name="simple", dtype="float64")(inp)
+    seq = getattr(k.layers, kind)(UNITS, return_sequences=True, name="gated", dtype="float64")(inp)
+    readout = k.layers.Dense(1, name="readout", dtype="float64")
+    model = k.Model(inp, [readout(seq), simple])
     rng = np.random.default_rng(5)
     model.set_weights([rng.normal(0, 0.5, w.shape) for w in model.get_weights()])
     model.save(tmp_path / "m.keras")
     x = inputs()
     h = np.asarray(k.Model(inp, seq)(x))  # Keras's h_t at every step
-    kernel, recurrent, bias = model.get_layer("lstm").get_weights()
-    f_columns = slice(UNITS, 2 * UNITS)
+    kernel, recurrent, bias = model.get_layer("gated").get_weights()
+    columns = KEEPING_GATE_COLUMNS[kind]
+    bias = np.atleast_2d(bias).sum(axis=0)  # a GRU's input and recurrent bias add up in z
     h_prev = np.concatenate([np.zeros((BATCH, 1, UNITS)), h[:, :-1]], axis=1)
-    f = 1 / (1 + np.exp(-(x @ kernel[:, f_columns] + h_prev @ recurrent[:, f_columns] + bias[f_columns])))
-    expected = np.concatenate([np.cumprod(f[:, :0:-1], axis=1)[:, ::-1], np.ones((BATCH, 1, UNITS))], axis=1)
-    horizon = reflstm.memory_horizon(reflstm.load(tmp_path / "m.keras"), x)
+    gate = 1 / (1 + np.exp(-(x @ kernel[:, columns] + h_prev @ recurrent[:, columns] + bias[columns])))
+    expected = np.concatenate([np.cumprod(gate[:, :0:-1], axis=1)[:, ::-1], np.ones((BATCH, 1, UNITS))], axis=1)
+    loaded = reflstm.load(tmp_path / "m.keras")
+    horizon = reflstm.memory_horizon(loaded, x)
     np.testing.assert_allclose(horizon.retention, expected, rtol=1e-10)
+    assert horizon.gate == {"LSTM": "f", "GRU": "z"}[kind]
     with pytest.raises(reflstm.ReflstmError, match="layer"):
-        reflstm.memory_horizon(reflstm.load(tmp_path / "m.keras"), x, layer="readout")
+        reflstm.memory_horizon(loaded, x, layer="readout")
+    with pytest.raises(reflstm.ReflstmError, match="'simple', a SimpleRNN"):
+        reflstm.memory_horizon(loaded, x, layer="simple")
+
+
+def test_memory_horizon_of_a_gru_is_the_product_of_update_gates():
+    """Zero kernels and a constant bias make z constant: retention is z^k exactly, k steps back;
+    a masked step keeps h (factor 1)."""
+    units = 2
+    bias = np.zeros((2, 3 * units))
+    bias[0, :units] = np.log([3.0, 1.0])  # z = σ(log 3) = 3/4 in unit 0, σ(0) = 1/2 in unit 1
+    bias[1, :units] = [0.0, 0.0]
+    bias[:, units:] = [[0.4, -0.3, 0.2, 0.7], [-0.5, 0.1, 0.6, -0.2]]  # r and h̃: no effect on z
+    gru = reflstm.GRU(np.zeros((3, 3 * units)), np.zeros((units, 3 * units)), bias)
+    x = np.random.default_rng(2).normal(size=(2, 5, 3))
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 1, 1]], bool)
+    horizon = reflstm.memory_horizon(gru, x, mask=mask)
+    k = np.arange(4, -1, -1)[:, None]  # steps after t
+    np.testing.assert_allclose(horizon.retention[0], [3 / 4, 1 / 2] ** k, rtol=1e-14)
+    masked_k = np.array([3, 2, 2, 1, 0])[:, None]  # step 2 is masked: it counts 1 for the steps before it
+    np.testing.assert_allclose(horizon.retention[1], [3 / 4, 1 / 2] ** masked_k, rtol=1e-14)
+    assert horizon.gate == "z"
+    # unit 0: 0.75^3 < 1/2 < 0.75^2, reached 3 steps back, or 4 across the masked step; unit 1: 1 step back
+    np.testing.assert_allclose(horizon.half_life(), [(3 + 4) / 2, 1])
+
+
+def test_memory_horizon_of_a_simple_rnn_is_refused():
+    """A SimpleRNN has no gate that keeps its state: memory_horizon refuses it and says why."""
+    rnn = reflstm.SimpleRNN(*random_cell_weights(np.random.default_rng(0), "SimpleRNN", INPUT_DIM, UNITS, "float64"))
+    with pytest.raises(reflstm.ReflstmError, match="SimpleRNN has no gate that keeps its state"):
+        reflstm.memory_horizon(rnn, inputs())
 
 
 def test_options_that_do_not_apply_are_refused():
-    """mask or readout with a Model, readout with a function, and a non-boolean mask are refused."""
+    """mask or readout with a Model, readout with a function, a non-boolean mask and a stateful
+    layer are refused."""
     from saved_models import build_model, model_inputs
 
     model = reflstm.Model.from_keras(build_model("lstm_stack", 3))
@@ -287,3 +356,5 @@ def test_options_that_do_not_apply_are_refused():
         reflstm.attribute(ref, xs, function=lambda y: (y[:, 0], y * 0), readout=(np.eye(UNITS), np.zeros(UNITS)))
     with pytest.raises(reflstm.ReflstmError, match="mask"):
         reflstm.attribute(ref, xs, method="gradient", mask=np.full(xs.shape[:2], 2.0))
+    with pytest.raises(reflstm.ReflstmError, match="stateful"):  # its output would depend on earlier calls
+        reflstm.attribute(lstm(stateful=True), xs, method="gradient")

@@ -365,11 +365,3 @@ def test_plot_and_verify_a_gru_model(gru_file, capsys, tmp_path):
     assert code == 0, out
     for layer in ("gru", "gru_before", "gru_cell", "lstm", "simple", "simple_cell"):
         assert f"layer {layer!r} outputs" in out
-
-
-def test_attribute_refuses_a_gru_in_one_line(gru_file, capsys):
-    """attribute refuses a GRU layer target, and gradients through a GRU model, in one line (exit 2)."""
-    for extra, message in ((["--layer", "gru"], "not yet written for GRU"),
-                           ([], "backward pass of SimpleRNN is not available")):
-        code, out, err = run(capsys, "attribute", gru_file[0], "--input", gru_file[1], *extra)
-        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -208,7 +208,8 @@ def keras_rows(model, keras_version):
 
 
 SUMMARY_MODELS = ["lambda_before_lstm", "unknown_layers", "lstm_stack", "bidirectional_state",
-                  "encoder_decoder", "embedding", "repeat_flatten", "gru_encoder_decoder"]
+                  "encoder_decoder", "embedding", "repeat_flatten", "gru_encoder_decoder", "conv_lstm",
+                  "causal_pooling", "masked_pooling", "shape_stack"]
 
 
 @pytest.mark.parametrize("origin", list(ORIGINS))

@@ -16,6 +16,7 @@ _spec.loader.exec_module(forecast_lag)
 TIMESTEPS, LAG, lag_task = forecast_lag.TIMESTEPS, forecast_lag.LAG, forecast_lag.lag_task
 
 
-def trained_lag_model(epochs=40, seed=0):
-    """Input -> LSTM(8) -> Dense(1), trained with Adam until it reads the input at t-LAG."""
-    return forecast_lag.train(keras_module(3), epochs, seed)
+def trained_lag_model(epochs=40, seed=0, cell="LSTM"):
+    """Input -> `cell`(8) -> Dense(1), trained with Adam until it reads the input at t-LAG; the
+    recurrent layer is named "lstm", "gru" or "simplernn"."""
+    return forecast_lag.train(keras_module(3), epochs, seed, cell)

@@ -1,10 +1,11 @@
-"""What did the network learn? Attribution of an LSTM's final output to each input step.
+"""What did the network learn? Attribution of a recurrent layer's final output to each input step.
 
-The target f(x) is, for an LSTM, one unit of its final hidden state h_T, or of a linear readout
-of it such as the Dense layer after the LSTM (`readout=(kernel, bias)`); for a whole
-`reflstm.Model`, one unit of its (first) output at the last step; or, for either, a function of
-that output that you give with its gradient (`function=lambda y: (value, d_value_d_y)`). Its
-gradient comes from `LSTM.backward` / `Model.backward`, so every method here is exact:
+The target f(x) is, for a recurrent layer (a `reflstm.LSTM`, `GRU` or `SimpleRNN`), one unit of
+its final hidden state h_T, or of a linear readout of it such as the Dense layer after it
+(`readout=(kernel, bias)`); for a whole `reflstm.Model`, one unit of its (first) output at the
+last step; or, for either, a function of that output that you give with its gradient
+(`function=lambda y: (value, d_value_d_y)`). Its gradient comes from the layer's `backward` /
+`Model.backward` (`reflstm.cells.backward`), so every method here is exact:
 
 - "gradient": ∂f/∂x (saliency).
 - "gradient_x_input": x ⊙ ∂f/∂x.
@@ -20,15 +21,17 @@ default, for a model that reads the window t−5 … t−1 and predicts t). `Att
 gives each lag's share of a sample's total |attribution| (summed over features, averaged over the
 batch), answering "how much does t−1 matter compared with t−5?"; `per_feature()` and
 `per_feature_lag()` split the same total by input feature, and by feature and lag.
-`memory_horizon` reads the forget gates: how much of C_t survives into the last cell state.
+`memory_horizon` reads the gates that keep the state: an LSTM's forget gates (how much of C_t
+survives into the last cell state), a GRU's update gates (how much of h_t survives into the last
+h: z_t = 1 keeps h_{t-1}). A SimpleRNN has no such gate, and is refused.
 """
 
 import dataclasses
 
 import numpy as np
 
+from reflstm.cells.recurrent import Recurrent
 from reflstm.errors import refuse
-from reflstm.cells.lstm import LSTM
 
 __all__ = ["attribute", "Attribution", "memory_horizon", "MemoryHorizon"]
 
@@ -139,10 +142,11 @@ def _lag_name(lag):
 
 def attribute(target, x, unit=0, method="integrated_gradients", steps=None, baseline=None, window=None,
               readout=None, mask=None, function=None, horizon=1):
-    """Attribute one output of `target` (a reflstm.LSTM or reflstm.Model) to each cell of x.
+    """Attribute one output of `target` (a recurrent layer or a reflstm.Model) to each cell of x.
 
     Args:
-        target: a `reflstm.LSTM` or a `reflstm.Model` (whose first input is x).
+        target: a `reflstm.LSTM`, `reflstm.GRU` or `reflstm.SimpleRNN` (not stateful), or a
+            `reflstm.Model` (whose first input is x).
         x: (batch, timesteps, input_dim).
         unit: the unit of the final hidden state (or of `readout`'s output, or of the model's
             output) whose value is explained.
@@ -153,8 +157,8 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
             that method).
         readout: (kernel (units, outputs), bias (outputs,)) of a Dense layer reading h_T, so that
             the target is that layer's linear output `unit`.
-        mask: (batch, timesteps) for an LSTM target.
-        function: instead of `unit`, a function of the output y (the LSTM's h_T, or the model's
+        mask: (batch, timesteps) for a layer target.
+        function: instead of `unit`, a function of the output y (the layer's h_T, or the model's
             first output) returning (values (batch,), their gradient with respect to y).
         horizon: how many steps after the last input step the output predicts (1: the window
             t−T … t−1 predicts t); 0 when the output describes the last input step itself. Only
@@ -166,7 +170,7 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
     if method not in METHODS:
         raise refuse("method", f"one of {', '.join(METHODS)}", repr(method))
     x = np.asarray(x)
-    if x.ndim != 3 and not (x.ndim == 2 and not isinstance(target, LSTM)):
+    if x.ndim != 3 and not (x.ndim == 2 and not isinstance(target, Recurrent)):
         raise refuse("x", "a 3-D array (batch, timesteps, input_dim)", x)
     baseline = np.zeros_like(x) if baseline is None else np.asarray(baseline)
     if baseline.shape != x.shape:
@@ -192,11 +196,15 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
         raise refuse("function", "a callable y -> (values, gradient)", type(function).__name__)
     if function is not None and readout is not None:
         raise refuse("readout", "None when a function is given (the function reads h_T itself)", "a readout")
-    if not isinstance(target, LSTM) and (mask is not None or readout is not None):
-        raise refuse("mask / readout", "only with an LSTM target (a Model makes its own masks and "
-                     "ends in its own layers)", "given with a Model")
-    if isinstance(target, LSTM):
-        f = _LSTMTarget(target, unit, readout, mask, function)
+    if not isinstance(target, Recurrent) and (mask is not None or readout is not None):
+        raise refuse("mask / readout", "only with a recurrent layer target (a Model makes its own "
+                     "masks and ends in its own layers)", "given with a Model")
+    if isinstance(target, Recurrent):
+        if target.stateful:
+            raise refuse("target", "a layer without stateful=True (attribution runs it many times, "
+                         "and a stateful layer's output depends on the states earlier calls leave)",
+                         f"a stateful {type(target).__name__}")
+        f = _LayerTarget(target, unit, readout, mask, function)
     elif hasattr(target, "predict") and hasattr(target, "graph"):
         if getattr(target, "stateful_layers", None):
             raise refuse("target", "a Model without stateful layers (attribution runs it many times, "
@@ -204,7 +212,7 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
                          f"stateful layers {', '.join(map(repr, target.stateful_layers))}")
         f = _ModelTarget(target, unit, function)
     else:
-        raise refuse("target", "a reflstm.LSTM or reflstm.Model", type(target).__name__)
+        raise refuse("target", "a reflstm.LSTM, GRU, SimpleRNN or Model", type(target).__name__)
 
     value = f.value(x)
     if method == "occlusion":
@@ -223,25 +231,24 @@ def attribute(target, x, unit=0, method="integrated_gradients", steps=None, base
     return Attribution(values, method, value, None, None, horizon)
 
 
-class _LSTMTarget:
-    """f(x) = h_T · w + b (or function(h_T)) for an LSTM, with its gradient by LSTM.backward."""
+class _LayerTarget:
+    """f(x) = h_T · w + b (or function(h_T)) for a recurrent layer, with its gradient by its
+    backward pass."""
 
-    def __init__(self, lstm, unit, readout, mask, function):
-        self.lstm = LSTM(lstm.kernel, lstm.recurrent_kernel, lstm.bias, activation=lstm.activation,
-                         recurrent_activation=lstm.recurrent_activation, go_backwards=lstm.go_backwards,
-                         return_state=True, keras_version=lstm.keras_version)
+    def __init__(self, layer, unit, readout, mask, function):
+        self.layer = _returning_state(layer)
         self.function = function
         if readout is None:
-            kernel, bias = np.eye(lstm.units, dtype=lstm.dtype), np.zeros(lstm.units, lstm.dtype)
+            kernel, bias = np.eye(layer.units, dtype=layer.dtype), np.zeros(layer.units, layer.dtype)
         else:
-            kernel, bias = (np.asarray(a, lstm.dtype) for a in readout)
-            if kernel.ndim != 2 or kernel.shape[0] != lstm.units or bias.shape != (kernel.shape[1],):
-                raise refuse("readout", f"(kernel ({lstm.units}, outputs), bias (outputs,))",
+            kernel, bias = (np.asarray(a, layer.dtype) for a in readout)
+            if kernel.ndim != 2 or kernel.shape[0] != layer.units or bias.shape != (kernel.shape[1],):
+                raise refuse("readout", f"(kernel ({layer.units}, outputs), bias (outputs,))",
                              f"kernel {kernel.shape}, bias {bias.shape}")
         if function is None and (not isinstance(unit, (int, np.integer)) or not 0 <= unit < kernel.shape[1]):
             raise refuse("unit", f"an output in 0..{kernel.shape[1] - 1}", repr(unit))
         self.w, self.b = kernel[:, unit], bias[unit]
-        self.mask = None if mask is None else np.asarray(mask)  # checked by the LSTM on each call
+        self.mask = None if mask is None else np.asarray(mask)  # checked by the layer on each call
 
     def _mask(self, batch):
         if self.mask is None:
@@ -249,21 +256,31 @@ class _LSTMTarget:
         return np.tile(self.mask, (batch // self.mask.shape[0], 1))
 
     def _final_h(self, x):
-        return self.lstm(x, mask=self._mask(len(x)))[1]
+        return self.layer(x, mask=self._mask(len(x)))[1]
 
     def value(self, x):
         h = self._final_h(x)
         return _call(self.function, h)[0] if self.function else h @ self.w + self.b
 
     def gradient(self, x):
-        batch = len(x)
-        zeros = np.zeros((batch, self.lstm.units), self.lstm.dtype)
+        batch, layer = len(x), self.layer
         if self.function:
-            d_h = np.asarray(_call(self.function, self._final_h(x))[1], self.lstm.dtype)
+            d_h = np.asarray(_call(self.function, self._final_h(x))[1], layer.dtype)
         else:
-            d_h = np.broadcast_to(self.w, (batch, self.lstm.units))
-        g = self.lstm.backward(x, [zeros, d_h, zeros], mask=self._mask(batch))
-        return g.x
+            d_h = np.broadcast_to(self.w, (batch, layer.units))
+        zeros = np.zeros((batch, layer.units), layer.dtype)
+        d_output = [zeros] + [d_h if state == "h" else zeros for state in layer.STATES]  # [d_output, d_h(, d_c)]
+        return layer.backward(x, d_output, mask=self._mask(batch)).x
+
+
+def _returning_state(layer):
+    """The same layer (weights and options), returning its last output and final states, not stateful."""
+    import inspect
+
+    options = {name: getattr(layer, name) for name, parameter in
+               inspect.signature(type(layer).__init__).parameters.items() if parameter.kind is parameter.KEYWORD_ONLY}
+    options.update(return_sequences=False, return_state=True, stateful=False)
+    return type(layer)(layer.kernel, layer.recurrent_kernel, layer.bias, **options)
 
 
 class _ModelTarget:
@@ -325,14 +342,16 @@ def _occlusion(f, x, baseline, window, value, horizon):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MemoryHorizon:
-    """How far back each unit remembers, read off the forget gates.
+    """How far back each unit remembers, read off the gates that keep the state.
 
-    retention[b, t, u] is the fraction of C_t that survives into the last cell state: the product
-    of the forget gates of the steps after t (1 at the last step; masked steps keep C, so they
-    count as 1). Steps are in processing order.
+    retention[b, t, u] is the fraction of the state at step t that survives into the last state:
+    the product, over the steps after t, of the LSTM's forget gates f (C_t = f_t ⊙ C_{t-1} + …) or
+    the GRU's update gates z (h_t = z_t ⊙ h_{t-1} + …); 1 at the last step, and masked steps keep
+    the state, so they count as 1. Steps are in processing order.
     """
 
     retention: np.ndarray  # (batch, timesteps, units)
+    gate: str = "f"  # the gate whose product it is: "f" (LSTM, of C) or "z" (GRU, of h)
 
     def half_life(self):
         """(units,): the mean number of steps back at which retention first falls to ½ or below."""
@@ -341,41 +360,59 @@ class MemoryHorizon:
         return lags.mean(axis=0)
 
 
-def memory_horizon(lstm, x, mask=None, initial_state=None, layer=None, direction="forward"):
-    """The MemoryHorizon of an LSTM on x: products of forget gates from each step to the last.
+# The gate that keeps each layer's state, and what it keeps.
+KEEPING_GATES = {"LSTM": "f", "GRU": "z"}
+NO_KEEPING_GATE = ("a SimpleRNN has no gate that keeps its state (h_t = g(x_t W + b + h_{t-1} U) "
+                   "rewrites all of it every step), so it has no memory horizon")
+
+
+def memory_horizon(target, x, mask=None, initial_state=None, layer=None, direction="forward"):
+    """The MemoryHorizon of an LSTM or GRU on x: products of its forget gates (LSTM) or update
+    gates (GRU) from each step to the last.
 
     Args:
-        lstm: a `reflstm.LSTM`, or a `reflstm.Model` (such as `reflstm.load` returns): then the
-            LSTM is its layer `layer` (default: its first LSTM layer), run inside the model, with
-            the masks and initial states the model gives it.
-        x: (batch, timesteps, input_dim) for an LSTM; the model's input for a Model.
-        mask: (batch, timesteps), for an LSTM only.
-        initial_state: [h0, c0], each (batch, units), for an LSTM only.
-        layer: for a Model, the name of the LSTM layer.
+        target: a `reflstm.LSTM` or `reflstm.GRU`, or a `reflstm.Model` (such as `reflstm.load`
+            returns): then the layer is its layer `layer` (default: its first LSTM or GRU layer,
+            Bidirectional ones included), run inside the model, with the masks and initial
+            states the model gives it. A SimpleRNN has no gate that keeps its state: refused.
+        x: (batch, timesteps, input_dim) for a layer; the model's input for a Model.
+        mask: (batch, timesteps), for a layer only.
+        initial_state: the layer's states, each (batch, units) ([h0, c0] for an LSTM, [h0] for a
+            GRU), for a layer only.
+        layer: for a Model, the name of the LSTM or GRU layer.
         direction: for a Bidirectional layer, "forward" or "backward".
     """
-    if isinstance(lstm, LSTM):
+    if isinstance(target, Recurrent):
         if layer is not None:
-            raise refuse("layer", "None for an LSTM (layer names an LSTM inside a Model)", repr(layer))
-        tr = lstm.trace(x, mask=mask, initial_state=initial_state)
-    elif hasattr(lstm, "lstm_layers") and hasattr(lstm, "trace"):
+            raise refuse("layer", "None for a layer (layer names an LSTM or GRU inside a Model)", repr(layer))
+        kind = type(target).__name__
+        if kind not in KEEPING_GATES:
+            raise refuse("target", f"an LSTM or GRU ({NO_KEEPING_GATE})", f"a {kind}")
+        tr = target.trace(x, mask=mask, initial_state=initial_state)
+    elif hasattr(target, "recurrent_layers") and hasattr(target, "trace"):
         if mask is not None or initial_state is not None:
             raise refuse("mask / initial_state", "none with a Model (it makes its own)", "given with a Model")
-        names = list(lstm.lstm_layers)
-        if not names:
-            raise refuse("lstm", "a Model with an LSTM layer", "a Model without one")
-        name = names[0] if layer is None else layer
-        if name not in names:
-            raise refuse("layer", f"one of the model's LSTM layers {', '.join(names)}", repr(layer))
-        tr = lstm.trace(x)[name]
+        kinds = {name: type(l.cells[0]).__name__ for name, l in target.recurrent_layers.items()}
+        gated = [name for name, kind in kinds.items() if kind in KEEPING_GATES]
+        if layer is not None and kinds.get(layer) == "SimpleRNN":
+            raise refuse("layer", f"an LSTM or GRU layer ({NO_KEEPING_GATE})", f"{layer!r}, a SimpleRNN")
+        if not gated:
+            raise refuse("target", "a Model with an LSTM or GRU layer", "a Model without one")
+        name = gated[0] if layer is None else layer
+        if name not in gated:
+            raise refuse("layer", f"one of the model's LSTM and GRU layers {', '.join(gated)}", repr(layer))
+        kind = kinds[name]
+        tr = target.trace(x)[name]
         if hasattr(tr, "forward") and hasattr(tr, "backward"):  # a Bidirectional layer's two traces
             if direction not in ("forward", "backward"):
                 raise refuse("direction", "'forward' or 'backward'", repr(direction))
             tr = getattr(tr, direction)
     else:
-        raise refuse("lstm", "a reflstm.LSTM or reflstm.Model", type(lstm).__name__)
-    f = tr.f if tr.mask is None else np.where(tr.mask[..., None], tr.f, 1)
+        raise refuse("target", "a reflstm.LSTM, GRU or Model", type(target).__name__)
+    gate = KEEPING_GATES[kind]
+    keep = getattr(tr, gate)  # (batch, timesteps, units)
+    keep = keep if tr.mask is None else np.where(tr.mask[..., None], keep, 1)
     # Product over steps s > t: a reversed cumulative product, shifted by one step.
-    after = np.cumprod(f[:, ::-1], axis=1)[:, ::-1]  # Π_{s >= t} f_s
+    after = np.cumprod(keep[:, ::-1], axis=1)[:, ::-1]  # Π_{s >= t}
     retention = np.concatenate([after[:, 1:], np.ones_like(after[:, :1])], axis=1)
-    return MemoryHorizon(retention)
+    return MemoryHorizon(retention, gate)

@@ -21,14 +21,17 @@ import dataclasses
 
 import numpy as np
 
+from reflstm.models import conv as C
 from reflstm.models import layers as L
 from reflstm.errors import refuse, shape_pattern
 from reflstm.formats.fields import Fields, kind_of
 from reflstm.cells.gru import GRU
 from reflstm.cells.lstm import LSTM
 from reflstm.cells.simple_rnn import SimpleRNN
+from reflstm.models.normalization import BatchNormalization, LayerNormalization
 from reflstm.models.not_run import NotRun
 from reflstm.models.ops import OPERATIONS, Operation
+from reflstm.models.reshaping import Permute, Reshape
 
 __all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "layer_entries", "parse_model"]
 
@@ -772,6 +775,201 @@ def _merge(name, config, keras_version):
     return [], lambda arrays: layer
 
 
+# ---- Normalization and reshaping layers (reflstm.models.normalization, .reshaping) ----------
+
+_MAX_AXES = 32  # more axes than any tensor a Keras model passes between layers
+
+
+def _axes(config, key, default, name):
+    """An axis or a list of distinct axes, each an integer from -_MAX_AXES to _MAX_AXES - 1."""
+    value = config.raw(key, default)
+    axes = value if isinstance(value, (list, tuple)) else [value]
+    if (not axes or len(axes) > _MAX_AXES or any(
+        isinstance(a, bool) or not isinstance(a, int) or not -_MAX_AXES <= a < _MAX_AXES for a in axes
+    ) or len(set(axes)) != len(axes)):
+        raise refuse(f"layer {name!r}: field {key!r}", f"an axis or a list of distinct axes (integers "
+                     f"from -{_MAX_AXES} to {_MAX_AXES - 1})", kind_of(value))
+    return tuple(axes)
+
+
+def _epsilon(config, name):
+    epsilon = config.number("epsilon", 1e-3)
+    if not 0 < epsilon < float("inf"):
+        raise refuse(f"layer {name!r}: field 'epsilon'", "a positive number", kind_of(epsilon))
+    return float(epsilon)
+
+
+def _config_dtype(config):
+    """The layer's float dtype from its config's dtype (a name or a policy), float32 by default."""
+    dtype = config.raw("dtype")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config").get("name") if isinstance(dtype.get("config"), dict) else None
+    return np.dtype("float64") if dtype == "float64" else np.dtype("float32")
+
+
+def _same_shapes(name, arrays):
+    if len({a.shape for a in arrays}) > 1:
+        raise refuse(f"weights of layer {name!r}", "arrays of one shape (one value per channel)",
+                     [a.shape for a in arrays])
+
+
+def _batch_normalization(name, config, keras_version):
+    """gamma (scale), beta (center), moving_mean, moving_variance: Keras's weight order."""
+    axes = _axes(config, "axis", -1, name)
+    if len(axes) != 1:
+        raise refuse(f"layer {name!r}: field 'axis'", "one axis", kind_of(config.raw("axis")))
+    if config.bool("renorm"):
+        raise refuse(f"layer {name!r}", "renorm=False (batch renormalization is not modelled)", "renorm=True")
+    if config.raw("virtual_batch_size") is not None:
+        raise refuse(f"layer {name!r}", "virtual_batch_size=None (ghost batches are not modelled)",
+                     kind_of(config.raw("virtual_batch_size")))
+    epsilon, center, scale = _epsilon(config, name), config.bool("center", True), config.bool("scale", True)
+    # keras/src/layers/normalization/batch_normalization.py: `synchronized` acts in training only.
+    config.bool("synchronized")
+
+    def build(arrays):
+        _same_shapes(name, arrays)
+        arrays = list(arrays)
+        gamma = arrays.pop(0) if scale else None
+        beta = arrays.pop(0) if center else None
+        return BatchNormalization(name, axes[0], epsilon, gamma, beta, *arrays, keras_version)
+
+    return [(None,)] * (scale + center + 2), build
+
+
+def _layer_normalization(name, config, keras_version):
+    """gamma (scale, or Keras 3's rms_scaling), then beta (center without rms_scaling)."""
+    axes = _axes(config, "axis", -1, name)
+    # keras/src/layers/normalization/layer_normalization.py build sorts the axes; tf_keras does not.
+    axes = tuple(sorted(axes)) if keras_version == 3 else axes
+    rms_scaling = config.bool("rms_scaling")
+    if rms_scaling and keras_version != 3:
+        raise refuse(f"layer {name!r}: field 'rms_scaling'", "false (only Keras 3 has it)", "true")
+    epsilon, center, scale = _epsilon(config, name), config.bool("center", True), config.bool("scale", True)
+    has_gamma, has_beta = scale or rms_scaling, center and not rms_scaling
+    dtype = _config_dtype(config)
+
+    def build(arrays):
+        _same_shapes(name, arrays)
+        gamma = arrays[0] if has_gamma else None
+        beta = arrays[-1] if has_beta else None
+        return LayerNormalization(name, axes, epsilon, gamma, beta, keras_version, rms_scaling,
+                                  arrays[0].dtype if arrays else dtype)
+
+    return [(None,) * len(axes)] * (has_gamma + has_beta), build
+
+
+def _reshape(name, config, keras_version):
+    """target_shape: positive sizes and at most one -1 (Reshape never allocates beyond its input)."""
+    shape = config.list("target_shape")
+    if not 0 < len(shape) <= _MAX_AXES or any(
+        isinstance(d, bool) or not isinstance(d, int) or not (d == -1 or 1 <= d < 2**31) for d in shape
+    ) or shape.count(-1) > 1:
+        raise refuse(f"layer {name!r}: field 'target_shape'", f"at most {_MAX_AXES} positive sizes "
+                     "(below 2**31), with at most one -1", kind_of(config.raw("target_shape")))
+    layer = Reshape(name, tuple(shape), keras_version)
+    return [], lambda arrays: layer
+
+
+def _permute(name, config, keras_version):
+    dims = config.list("dims")
+    if not 0 < len(dims) <= _MAX_AXES or any(isinstance(d, bool) or not isinstance(d, int) for d in dims) \
+            or sorted(dims) != list(range(1, len(dims) + 1)):
+        raise refuse(f"layer {name!r}: field 'dims'", f"a permutation of 1..n (n at most {_MAX_AXES})",
+                     kind_of(config.raw("dims")))
+    layer = Permute(name, tuple(dims), keras_version)
+    return [], lambda arrays: layer
+
+
+# Window sizes, strides, dilations, paddings and repeats a file may declare: each makes predict
+# allocate in proportion to it, so a million steps, far beyond use, is the most read.
+_MAX_STEPS = 10**6
+
+
+def _steps(config, key, default):
+    """A Conv1D or pooling size: an integer, or the list of one that Keras saves for a tuple."""
+    value = config.raw(key, default)
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    return Fields({key: value}, config.where).int(key, minimum=1, maximum=_MAX_STEPS)
+
+
+def _pair(config, key, default):
+    """ZeroPadding1D's padding or Cropping1D's cropping: an integer for both ends, or [left, right]."""
+    value = config.raw(key, default)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        ends = Fields({"left": value[0], "right": value[1]}, f"{config.where}: field {key!r}")
+        return tuple(ends.int(end, minimum=0, maximum=_MAX_STEPS) for end in ("left", "right"))
+    if isinstance(value, (list, tuple)):
+        raise refuse(f"{config.where}: field {key!r}", "an integer or a list of 2", kind_of(value))
+    both = config.int(key, default, minimum=0, maximum=_MAX_STEPS)
+    return both, both
+
+
+def _channels_last(config):
+    """The one data_format read; channels_first is refused by name."""
+    config.str("data_format", "channels_last", choices=("channels_last",), optional=True)
+
+
+def _conv1d(name, config, keras_version):
+    _channels_last(config)
+    filters, groups = config.int("filters", minimum=1), config.int("groups", 1, minimum=1)
+    if filters % groups:
+        raise refuse(f"layer {name!r}: field 'groups'", f"a divisor of filters ({filters})", str(groups))
+    kernel_size = _steps(config, "kernel_size", None)
+    dilation_rate = _steps(config, "dilation_rate", 1)
+    if dilation_rate * (kernel_size - 1) + 1 > _MAX_STEPS:
+        raise refuse(f"layer {name!r}", f"a dilated kernel of at most {_MAX_STEPS:,} steps",
+                     f"kernel_size {kernel_size} with dilation_rate {dilation_rate}")
+    options = dict(
+        strides=_steps(config, "strides", 1),
+        padding=config.str("padding", "valid", choices=("valid", "same", "causal")),
+        dilation_rate=dilation_rate,
+        groups=groups,
+        activation=_activation(config, "activation", "linear", name) or "linear",
+        keras_version=keras_version,
+    )
+    use_bias = config.bool("use_bias", True)
+    shapes = [(kernel_size, None, filters)] + ([(filters,)] if use_bias else [])
+
+    def build(arrays):
+        return C.Conv1D(name, arrays[0], arrays[1] if use_bias else None, **options)
+
+    return shapes, build
+
+
+def _pooling(make):
+    """MaxPooling1D or AveragePooling1D: strides default to pool_size, as Keras's do."""
+
+    def pooling(name, config, keras_version):
+        _channels_last(config)
+        pool_size = _steps(config, "pool_size", 2)
+        strides = pool_size if config.raw("strides") is None else _steps(config, "strides", None)
+        return make(name, pool_size, strides, config.str("padding", "valid", choices=("valid", "same")))
+
+    return _no_weights(pooling)
+
+
+def _global_pooling(make):
+    def pooling(name, config, keras_version):
+        _channels_last(config)
+        return make(name, config.bool("keepdims", False))
+
+    return _no_weights(pooling)
+
+
+_CONV_BUILDERS = {
+    "Conv1D": _conv1d,
+    "MaxPooling1D": _pooling(C.MaxPooling1D),
+    "AveragePooling1D": _pooling(C.AveragePooling1D),
+    "GlobalMaxPooling1D": _global_pooling(C.GlobalMaxPooling1D),
+    "GlobalAveragePooling1D": _global_pooling(C.GlobalAveragePooling1D),
+    "ZeroPadding1D": _no_weights(lambda name, c, kv: C.ZeroPadding1D(name, *_pair(c, "padding", 1))),
+    "Cropping1D": _no_weights(lambda name, c, kv: C.Cropping1D(name, *_pair(c, "cropping", (1, 1)))),
+    "UpSampling1D": _no_weights(lambda name, c, kv: C.UpSampling1D(name, _steps(c, "size", 2))),
+}
+
+
 _BUILDERS = {
     "LSTM": _recurrent_layer("LSTM"),
     "GRU": _recurrent_layer("GRU"),
@@ -796,5 +994,9 @@ _BUILDERS = {
         kind: _no_weights((lambda kind: lambda name, c, kv: L.Merge(name, kind, kv))(kind))
         for kind in ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
     },
+    "BatchNormalization": _batch_normalization,
+    "LayerNormalization": _layer_normalization,
+    "Reshape": _reshape,
+    "Permute": _permute,
+    **_CONV_BUILDERS,  # Conv1D, pooling and the 1-D shape layers (reflstm.models.conv)
 }
-

@@ -13,7 +13,6 @@ import numpy as np
 
 from reflstm.cells import activations
 from reflstm.errors import refuse
-from reflstm.cells.lstm import LSTM
 from reflstm.cells.recurrent import Recurrent
 
 __all__ = [
@@ -343,26 +342,19 @@ class RecurrentLayer(_CarriesStates):
         return _as_list(_outputs_from_trace(self.cell, trace))
 
     def vjp(self, inputs, masks, d_outputs):
-        """[dx, (dh0, dc0)] from the gradients of [output, (h, c)] (None where none came)."""
-        _require_backward(self.name, self.cell)
+        """[dx, (dh0, dc0)] from the gradients of [output, (h, c)] (None where none came); one
+        state, h, for a GRU or SimpleRNN."""
         x, *state = inputs
-        lstm = self.cell
+        cell = self.cell
         batch, timesteps = x.shape[:2]
-        shapes = [(batch, timesteps, lstm.units) if lstm.return_sequences else (batch, lstm.units)]
-        shapes += [(batch, lstm.units)] * 2 if lstm.return_state else []
-        d = [np.zeros(shape, lstm.dtype) if g is None else g for shape, g in zip(shapes, d_outputs)]
-        g = lstm.backward(x, d if lstm.return_state else d[0], mask=masks[0], initial_state=state or None)
+        shapes = [(batch, timesteps, cell.units) if cell.return_sequences else (batch, cell.units)]
+        shapes += [(batch, cell.units)] * len(cell.STATES) if cell.return_state else []
+        d = [np.zeros(shape, cell.dtype) if g is None else g for shape, g in zip(shapes, d_outputs)]
+        g = cell.backward(x, d if cell.return_state else d[0], mask=masks[0], initial_state=state or None)
         return [g.x] + (list(g.initial_state) if state else [])
 
 
 LSTMLayer = RecurrentLayer  # the name before the GRU and SimpleRNN joined
-
-
-def _require_backward(name, cell):
-    """Only the LSTM has a backward pass so far: refuse the others by name."""
-    if not isinstance(cell, LSTM):
-        raise refuse(f"layer {name!r}", "LSTM layers for gradients (the backward pass of "
-                     f"{type(cell).__name__} is not available yet)", f"a {type(cell).__name__} layer")
 
 
 def _as_list(value):
@@ -439,8 +431,6 @@ class Bidirectional(_CarriesStates):
 
     def vjp(self, inputs, masks, d_outputs):
         """Gradients of [x, states...] from those of the merged outputs and the states."""
-        _require_backward(self.name, self.forward)
-        _require_backward(self.name, self.backward)
         x, *state = inputs
         forward_state, backward_state = _split_states(state)
         carried = [cell.states for cell in self.cells]
@@ -465,7 +455,7 @@ class Bidirectional(_CarriesStates):
         else:
             d_a, d_b = dy
         if self.forward.return_sequences:
-            d_b = d_b[:, ::-1]  # back to the backward LSTM's processing order
+            d_b = d_b[:, ::-1]  # back to the backward layer's processing order
         states = d_out[merged:]
         d_forward = [d_a] + states[:len(states) // 2] if self.forward.return_state else d_a
         d_backward = [d_b] + states[len(states) // 2:] if self.forward.return_state else d_b

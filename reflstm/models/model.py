@@ -308,8 +308,9 @@ class Model:
 
         d_outputs is shaped like what `predict` returns (a list for several outputs). Returns
         the gradient of each model input (a list for several), None for token-id inputs.
-        Gradients flow back through every layer the Model runs, LSTMs by `LSTM.backward`; a GRU
-        or SimpleRNN on the way is refused (their backward pass is not written yet).
+        Gradients flow back through every layer the Model runs, the recurrent ones (LSTM, GRU,
+        SimpleRNN, RNN of their cells, Bidirectional of any) by their `backward`
+        (`reflstm.cells.backward`).
 
         On a stateful model x is one batch of `batch_size` samples: the gradients are those of
         the call `predict` would make next, from the carried states, which stay as they were.
