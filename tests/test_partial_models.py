@@ -306,3 +306,15 @@ def test_custom_class_loads_without_importing_it(saved, tmp_path):
     assert "custom class from module 'reflstm_never_imported.layers'" in ref.not_run["lstm"]
     with pytest.raises(reflstm.ReflstmError, match="layer 'lstm' \\(LSTM: .*custom class"):
         ref.predict(x)
+
+
+@pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
+def test_live_model_with_a_lambda_loads_from_keras(keras_version):
+    """Model.from_keras takes a live model holding a Lambda as a file's: the Lambda kept, not run."""
+    model = build_model("lambda_before_lstm", keras_version)
+    ref = reflstm.Model.from_keras(model)
+    assert list(ref.not_run) == ["scale"]
+    x = model_inputs(model)
+    np.testing.assert_allclose(ref.layer("lstm")(intermediate(model, keras_version, "scale", x)),
+                               intermediate(model, keras_version, "lstm", x),
+                               rtol=TOLERANCE["float32"], atol=TOLERANCE["float32"])

@@ -201,8 +201,8 @@ class Model:
         not_run = self.not_run
         if not_run:
             names = "; ".join(f"layer {n!r} ({why})" for n, why in not_run.items())
-            raise refuse("model", f"layers reflstm runs, to {call} (Model.layer(name) gives a recurrent "
-                         "layer to run alone)", names)
+            raise refuse("model", f"layers reflstm runs, to {call} (a recurrent layer runs alone: "
+                         "Model.layer(name), or reflstm trace --layer NAME --layer-input H.npy)", names)
 
     def layer(self, name):
         """The reflstm layer called `name`: for an LSTM, GRU or SimpleRNN (or RNN of their cell) the
