@@ -261,6 +261,7 @@ def trace_command(args):
         model = model.astype(args.dtype)
     names = _lstm_names(model, args.layer)
     if args.layer_input is None:
+        model.check_runnable("trace it")
         x = _read_input(args.input, model)
         trace = model.trace
     else:

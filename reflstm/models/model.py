@@ -196,8 +196,9 @@ class Model:
         """{name: why} of the layers reflstm keeps but does not run, in model order."""
         return {n: f"{l.kind}: {l.reason}" for n, l in self.layers.items() if isinstance(l, NotRun)}
 
-    def _refuse_not_run(self, call):
-        """Refuse to run a model that holds layers reflstm does not run, naming every one."""
+    def check_runnable(self, call="run it"):
+        """Refuse to run (`call`, in words) a model that holds layers reflstm does not run,
+        naming every one; predict, trace and backward call it before anything else."""
         not_run = self.not_run
         if not_run:
             names = "; ".join(f"layer {n!r} ({why})" for n, why in not_run.items())
@@ -236,7 +237,7 @@ class Model:
         same, and fails on any other batch size or on a last batch of fewer than B samples
         (refused here before anything runs).
         """
-        self._refuse_not_run("predict")
+        self.check_runnable("predict")
         inputs = self._inputs(x)
         total = inputs[0].shape[0]
         if self.batch_size is not None:
@@ -269,7 +270,7 @@ class Model:
         into the next call, as a `predict` batch does.
         """
         traces = {}
-        self._refuse_not_run("trace it")
+        self.check_runnable("trace it")
         inputs = self._inputs(x)
         self._check_stateful_batch(inputs, "a trace is one call; predict takes several batches in turn")
         with self._states_kept_on_error():
@@ -315,7 +316,7 @@ class Model:
         On a stateful model x is one batch of `batch_size` samples: the gradients are those of
         the call `predict` would make next, from the carried states, which stay as they were.
         """
-        self._refuse_not_run("take its gradients")
+        self.check_runnable("take its gradients")
         inputs = self._inputs(x)
         self._check_stateful_batch(inputs, "the gradients of one call")
         carried = self._carried()
