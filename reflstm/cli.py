@@ -2,6 +2,7 @@
 
     reflstm inspect FILE
     reflstm trace FILE --input X --out TRACE.npz|FOLDER/ [--layer NAME] [--dtype float64]
+    reflstm trace FILE --layer NAME --layer-input H.npy --out TRACE.npz|FOLDER/
     reflstm verify FILE [--input X]
     reflstm explain FILE --layer NAME --step T [--sample B] [--input X]
     reflstm plot FILE --input X --out gates.png [--layer NAME] [--sample B]
@@ -35,6 +36,7 @@ from reflstm.errors import ReflstmError, refuse
 from reflstm.formats.files import load
 from reflstm.formats.untrusted import regular_file
 from reflstm.models.layers import Bidirectional, BidirectionalTrace, _as_list
+from reflstm.models.not_run import NotRun
 from reflstm.cells.trace import GRUTrace, SimpleRNNTrace
 
 QUANTITIES = ("i", "f", "c_tilde", "o", "c", "h")  # an LSTM's, as trace writes them
@@ -98,14 +100,21 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"reflstm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    inspect = commands.add_parser("inspect", help="layers, and each recurrent layer's gate blocks and weight statistics")
+    inspect = commands.add_parser("inspect", help="layers (as Keras's model.summary() lists them, those reflstm "
+                                  "does not run marked), and each recurrent layer's gate blocks and weight statistics")
     _model_file(inspect)
     inspect.set_defaults(run=inspect_command)
 
     trace = commands.add_parser("trace", help="every step's quantities of each recurrent layer (LSTM: i, f, c~, o, C, h; "
                                    "GRU: z, r, h~, h; SimpleRNN: h), to .npz or CSV files")
     _model_file(trace)
-    trace.add_argument("--input", required=True, help=INPUT_HELP)
+    given = trace.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", help=INPUT_HELP)
+    given.add_argument("--layer-input", metavar="H.npy",
+                       help="trace --layer alone on this array (batch, timesteps, features), what reaches it "
+                       "in the model (from Keras: keras.Model(model.inputs, model.get_layer(previous).output)"
+                       ".predict(x)); unmasked, from zero states; works where the model holds layers "
+                       "reflstm does not run")
     trace.add_argument("--layer", help="only this recurrent layer")
     trace.add_argument("--out", required=True,
                        help="TRACE.npz to write (keys 'layer/quantity'), or a FOLDER/ (ending in '/', or "
@@ -192,7 +201,10 @@ def inspect_command(args):
               f"{model.batch_size} samples to the next; every command starts them at zero, as Keras "
               "does when it loads the file")
     for name, layer in model.layers.items():
-        print(f"  layer {name!r}: {_keras_class(layer)}{' (stateful)' if name in stateful else ''}")
+        not_run = f" (not run: {layer.reason})" if isinstance(layer, NotRun) else ""
+        print(f"  layer {name!r}: {_keras_class(layer)}{' (stateful)' if name in stateful else ''}{not_run}")
+    print()
+    print(model.summary())
     for name, layer in model.recurrent_layers.items():
         for label, cell in _directions(layer):
             print()
@@ -247,8 +259,13 @@ def trace_command(args):
     model = _load(args)
     if args.dtype:
         model = model.astype(args.dtype)
-    x = _read_input(args.input, model)
     names = _lstm_names(model, args.layer)
+    if args.layer_input is None:
+        model.check_runnable("trace it")
+        x = _read_input(args.input, model)
+        trace = model.trace
+    else:
+        x, trace = _layer_alone(model, args.layer, args.layer_input)
     if model.batch_size is not None:  # stateful: one batch at a time, the states carried on
         if args.chunk not in (None, model.batch_size):
             raise refuse("--chunk", f"{model.batch_size} or none, the batch size of this stateful model",
@@ -267,7 +284,7 @@ def trace_command(args):
     with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".reflstm-trace-") as scratch:
         maps = {}
         for count, start in enumerate(starts, 1):
-            traces = model.trace(x[start : start + args.chunk])
+            traces = trace(x[start : start + args.chunk])
             for name in names:
                 for key, value in _arrays(name, traces[name]).items():
                     if as_csv:
@@ -296,6 +313,29 @@ def trace_command(args):
         print(f"wrote {out}: arrays for {', '.join(names)}; "
               f"each (batch, timesteps, units), keys 'layer/quantity'")
     return 0
+
+
+def _layer_alone(model, name, path):
+    """--layer-input: the array, and a function tracing layer `name` alone on a chunk of it."""
+    if name is None:
+        raise refuse("--layer", "the recurrent layer that --layer-input reaches", "none")
+    calls = [node for key, node in model.graph.nodes.items() if key[0] == name]
+    if any(len(node.inputs) > 1 for node in calls):
+        raise refuse("--layer", "a layer the model calls on one tensor (traced alone from zero states)",
+                     f"layer {name!r}, which the model calls with initial states")
+    layer = model.recurrent_layers[name]
+    input_dim = layer.cells[0].kernel.shape[0]
+    x = _read_input(path)
+    if x.ndim != 3 or x.shape[-1] != input_dim or x.dtype.kind not in "iuf":
+        raise refuse("--layer-input", f"an array of numbers (batch, timesteps, {input_dim}), what reaches layer "
+                     f"{name!r} in the model", f"{path!r}, of shape {x.shape} and dtype {x.dtype}")
+
+    def trace(chunk):
+        traces = {}
+        layer([chunk], [None], traces)
+        return traces
+
+    return x, trace
 
 
 def _csv_folder(path):

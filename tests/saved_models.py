@@ -233,10 +233,35 @@ MODELS = {
 }
 
 
+def _lambda_before_lstm(k, dtype):
+    """A Lambda (never run by reflstm) before an LSTM and a Bidirectional(GRU)."""
+    inp = k.Input((TIMESTEPS, FEATURES), dtype=dtype)
+    x = k.layers.Lambda(lambda t: 2 * t + 1, name="scale", dtype=dtype)(inp)
+    x = k.layers.LSTM(5, return_sequences=True, name="lstm", dtype=dtype)(x)
+    x = k.layers.Bidirectional(k.layers.GRU(3, return_sequences=True, dtype=dtype), name="bi", dtype=dtype)(x)
+    return k.Model(inp, k.layers.Dense(2, name="head", dtype=dtype)(x))
+
+
+def _unknown_layers(k, dtype):
+    """Keras layers reflstm does not compute (PReLU, with weights; GaussianNoise) around an LSTM."""
+    return k.Sequential([
+        k.Input((TIMESTEPS, FEATURES), dtype=dtype),
+        k.layers.Dense(4, name="project", dtype=dtype),
+        k.layers.PReLU(name="prelu", dtype=dtype),
+        k.layers.LSTM(4, return_sequences=True, name="lstm", dtype=dtype),
+        k.layers.GaussianNoise(0.1, name="noise", dtype=dtype),
+        k.layers.Dense(2, name="head", dtype=dtype),
+    ])
+
+
+# Models holding layers reflstm does not run: they load, but predict is refused (tests/test_partial_models.py).
+PARTIAL_MODELS = {"lambda_before_lstm": _lambda_before_lstm, "unknown_layers": _unknown_layers}
+
+
 def build_model(name, keras_version, dtype="float32", seed=0):
     """A Keras model of kind `name` with random weights (distinct per gate, non-zero biases)."""
     k = keras_module(keras_version)
-    model = MODELS[name](k, dtype)
+    model = {**MODELS, **PARTIAL_MODELS}[name](k, dtype)
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()])
     return model

@@ -139,7 +139,7 @@ def test_error_paths_print_one_line(files, capsys):
         (["inspect", files["root"] / "missing.keras"], "does not exist"),
         (["inspect", text], "neither"),
         (["inspect", truncated], "truncated or corrupted"),
-        (["inspect", lam], "Lambda"),
+        (["trace", lam, "--input", wrong, "--out", files["root"] / "t.npz"], "Lambda"),
         (["trace", stack, "--input", wrong, "--out", files["root"] / "t.npz"], "expected shape (batch, 6, 3)"),
         (["trace", stack, "--input", pickled, "--out", files["root"] / "t.npz"], "--input"),
         (["trace", stack, "--input", files["root"] / "none.npy", "--out", "t.npz"], "does not exist"),

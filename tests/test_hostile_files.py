@@ -77,6 +77,13 @@ def assert_refused(result, *words):
         assert word.lower() in result.message.lower(), f"{word!r} not in {result.message!r}"
 
 
+def assert_refused_at_predict(result, *words):
+    """A file that loads (a layer kept but not run) and whose predict is refused, saying `words`."""
+    assert result.kind == "refused_at_predict", f"expected a ReflstmError at predict, got {result}"
+    for word in words:
+        assert word.lower() in result.message.lower(), f"{word!r} not in {result.message!r}"
+
+
 # ---- the API ----------------------------------------------------------------------------------
 
 
@@ -536,14 +543,14 @@ def test_units_disagreeing_with_the_weights_are_refused(sandbox, clean, origin, 
 
 @pytest.mark.parametrize("origin", ALL)
 def test_custom_cell_inside_rnn_is_refused(sandbox, clean, origin, dest):
-    """RNN(cell={"module": "evil.module", "class_name": "LSTMCell"}) is refused as a custom class."""
+    """RNN(cell={"module": "evil.module", "class_name": "LSTMCell"}) is never run: refused at predict."""
     model = clean("branches", origin)
-    assert_refused(load(sandbox, H.nested_custom(model, dest, "RNN", "cell"), model), "custom")
+    assert_refused_at_predict(load(sandbox, H.nested_custom(model, dest, "RNN", "cell"), model), "custom")
 
 
 @pytest.mark.parametrize("name, class_name, origin", [("lstm_stack", "TimeDistributed", "keras3-h5"),
                                                       ("bidirectional_concat", "Bidirectional", "tf_keras-h5")])
 def test_custom_layer_inside_a_wrapper_is_refused(sandbox, clean, origin, name, class_name, dest):
-    """A wrapper (TimeDistributed, Bidirectional) whose inner layer claims a custom module is refused."""
+    """A wrapper (TimeDistributed, Bidirectional) whose inner layer claims a custom module is never run."""
     model = clean(name, origin)
-    assert_refused(load(sandbox, H.nested_custom(model, dest, class_name, "layer"), model), "custom")
+    assert_refused_at_predict(load(sandbox, H.nested_custom(model, dest, class_name, "layer"), model), "custom")

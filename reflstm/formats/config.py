@@ -9,8 +9,12 @@ Both dialects are read: Keras 3's and tf_keras's. A config is untrusted data, re
 2. `Plan.build(weights)` checks the arrays against those shapes and builds the layers and the
    `Graph`, whose evaluation order is found without recursion (a cycle is refused as a cycle).
 
-Only the layers listed in `_BUILDERS` are built; anything that would run code (Lambda, custom
-classes, custom activations) is refused.
+Only the layers listed in `_BUILDERS` are built. A layer that is not one of them, a Lambda
+(whose Python code is never run), a class from outside Keras (never imported), a wrapper of any of
+these, or a Keras 3 operation not in `reflstm.models.ops` is planned as not run
+(`reflstm.models.not_run.NotRun`): its weights are read and checked as arrays like any other
+layer's, but never interpreted, and running the model is refused by its name. A field that is
+wrong, or an option of a layer reflstm builds that it does not model, is refused when the file is read.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ from reflstm.cells.gru import GRU
 from reflstm.cells.lstm import LSTM
 from reflstm.cells.simple_rnn import SimpleRNN
 from reflstm.models.normalization import BatchNormalization, LayerNormalization
+from reflstm.models.not_run import NotRun
 from reflstm.models.ops import OPERATIONS, Operation
 from reflstm.models.reshaping import Permute, Reshape
 
@@ -33,6 +38,8 @@ __all__ = ["Graph", "Node", "Slot", "Plan", "LayerPlan", "NO_MASK_ARGUMENT", "la
 
 NO_MASK_ARGUMENT = "no mask argument"  # a node whose call recorded no `mask`: masks propagate
 _FLOATS = (np.dtype("float32"), np.dtype("float64"))
+# The values a layer reflstm does not run may store (a lookup's counts, a seed): numbers only.
+NOT_RUN_KINDS = "biuf"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,18 +80,27 @@ class LayerPlan:
     """A layer as its config describes it: the weight arrays it takes, and how to build it.
 
     `shapes` holds the shape of each weight array in the order Keras's ``get_weights()`` lists
-    them, with None for a dimension the config leaves open (a kernel's input size).
+    them, with None for a dimension the config leaves open (a kernel's input size). A layer
+    reflstm does not run has `not_run`, the reason, and `shapes` None: any number of numeric
+    arrays of any shape, kept as they are.
     """
 
     name: str
     kind: str
-    shapes: tuple
+    shapes: "tuple | None"
     build: object  # (arrays) -> layer
     basis: str = ""  # the config values the shapes follow from, e.g. "units=8"
+    not_run: str = ""
 
     def check(self, arrays):
         """Refuse arrays whose count, dtype or shape is not what the config predicts."""
         where = f"weights of layer {self.name!r}"
+        if self.not_run:
+            for k, array in enumerate(arrays):
+                array = np.asarray(array)
+                if array.dtype.kind not in NOT_RUN_KINDS or array.dtype.itemsize > 8:
+                    raise refuse(f"{where}, array {k}", "numbers (booleans, integers or floats)", array)
+            return
         if len(arrays) != len(self.shapes):
             raise refuse(where, f"{len(self.shapes)} arrays, as its config says", f"{len(arrays)}")
         dtypes = set()
@@ -124,6 +140,10 @@ class Plan:
     # (name, class) of each layer in the order the model lists them (a functional model's input
     # layers included, a Sequential's not): the order tf_keras's .keras archives key groups by.
     listed: tuple = ()
+    # (layer name, node index, tensor index) -> shape, None for open sizes, of the tensors whose
+    # shapes Keras 3 records (a functional call's arguments, a Sequential layer's build_config):
+    # what a summary shows past a layer reflstm does not run.
+    tensor_shapes: dict = dataclasses.field(default_factory=dict)
 
     def build(self, weights):
         """The Graph, with every layer built from `weights` ({layer name: [arrays]}) once checked."""
@@ -159,7 +179,10 @@ def _called(layer, call, key):
 
 
 def _output_count(layer):
-    """How many tensors a layer's call returns: an LSTM with return_state three, and so on."""
+    """How many tensors a layer's call returns: an LSTM with return_state three, and so on; a
+    layer reflstm does not run, any number (None)."""
+    if isinstance(layer, NotRun):
+        return None
     if isinstance(layer, L.RecurrentLayer):
         return 1 + (len(layer.cell.STATES) if layer.cell.return_state else 0)
     if isinstance(layer, L.Bidirectional):
@@ -179,7 +202,7 @@ def _input_counts(layer):
         return {2}
     if isinstance(layer, (A.Attention, A.AdditiveAttention)):
         return {2, 3}  # [query, value] or [query, value, key]
-    if isinstance(layer, (L.Merge, L.Concatenate, Operation)):
+    if isinstance(layer, (L.Merge, L.Concatenate, Operation, NotRun)):
         return None
     return {1}
 
@@ -194,7 +217,7 @@ def _check_tensor_indices(calls, outputs, counts):
             references.append((f"{where}: mask", call.mask))
     for where, (source, _, tensor) in references:
         count = counts.get(source, 1)
-        if tensor >= count:
+        if count is not None and tensor >= count:
             raise refuse(where, f"one of the {count} tensors layer {source!r} returns",
                          f"tensor {tensor}")
 
@@ -240,21 +263,24 @@ def _sequential(config, keras_version, limits, keras_backend):
         input_name, input_shape = first.str("name"), _input_shape(first)
     elif entries:
         input_shape = entries[0].object("config").shape("batch_input_shape")
-    layers, calls, previous = {}, {}, (input_name, 0, 0)
+    layers, calls, previous, shapes = {}, {}, (input_name, 0, 0), {}
     for entry in entries:
+        built = entry.object("build_config", None)  # Keras 3: the shape the layer was built for
+        if built is not None and built.raw("input_shape") is not None:
+            shapes[previous] = _recorded_shape(built.raw("input_shape"), f"{built.where}: field 'input_shape'")
         plan = _layer_plan(entry, keras_version, keras_backend)
         _add(layers, plan.name, plan)
         calls[(plan.name, 0)] = _Call((previous,), NO_MASK_ARGUMENT, None)
         previous = (plan.name, 0, 0)
     listed = tuple((name, plan.kind) for name, plan in layers.items())
     return Plan(config.str("name", "sequential"), layers, calls, (input_name,), (previous,),
-                {input_name: input_shape}, listed)
+                {input_name: input_shape}, listed, shapes)
 
 
 def _functional(config, keras_version, limits, keras_backend):
     entries = config.list("layers", [])
     _count(entries, "layers", limits)
-    layers, calls, input_shapes, listed = {}, {}, {}, []
+    layers, calls, input_shapes, listed, shapes = {}, {}, {}, [], {}
     for k, entry in enumerate(entries):
         entry = _entry(entry, k)
         if entry.str("class_name") == "InputLayer":
@@ -268,7 +294,10 @@ def _functional(config, keras_version, limits, keras_backend):
         if _is_operation(entry):
             inner = entry.object("config")
             name = inner.str("name")
-            plan = Operation(name, entry.str("class_name"), inner.raw_dict())
+            kind = entry.str("class_name")
+            plan = Operation(name, kind, inner.raw_dict()) if kind in OPERATIONS else NotRun(
+                name, kind, (), f"a Keras 3 operation reflstm does not compute (it computes "
+                f"{', '.join(sorted(OPERATIONS))})")
         else:
             plan = _layer_plan(entry, keras_version, keras_backend)
             name = plan.name
@@ -279,13 +308,13 @@ def _functional(config, keras_version, limits, keras_backend):
         inbound = entry.list("inbound_nodes", [])
         _count(range(len(calls) + len(inbound)), "layer calls", limits)
         for index, recorded in enumerate(inbound):
-            calls[(name, index)] = _call(name, recorded, isinstance(plan, Operation))
+            calls[(name, index)] = _call(name, recorded, isinstance(plan, (Operation, NotRun)), shapes)
     inputs = tuple(name for name, _, _ in _triples(config.raw("input_layers"), "input_layers"))
     outputs = tuple(_triples(config.raw("output_layers"), "output_layers"))
     for name in inputs:
         if name not in input_shapes:
             raise refuse("model config: input_layers", "names of InputLayers", repr(name))
-    return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes, tuple(listed))
+    return Plan(config.str("name", "model"), layers, calls, inputs, outputs, input_shapes, tuple(listed), shapes)
 
 
 def _entry(entry, k):
@@ -334,18 +363,19 @@ def _triples(entries, where):
     return [_triple(entry, where) for entry in entries]
 
 
-def _call(layer_name, recorded, is_operation):
-    """One recorded call: positional tensors, then initial_state, and the mask."""
+def _call(layer_name, recorded, is_operation, shapes):
+    """One recorded call: positional tensors, then initial_state, and the mask; the shapes Keras 3
+    records for its tensors go into `shapes`."""
     where = f"layer {layer_name!r}: inbound node"
     if isinstance(recorded, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         call = Fields(recorded, where)
         tensors = []
-        template = _template(call.list("args", []), tensors, where)
+        template = _template(call.list("args", []), tensors, where, shapes)
         kwargs = call.object("kwargs", None) or Fields({}, where)
         initial_state = kwargs.raw("initial_state")
         state_tensors = []
         if initial_state is not None:
-            _template(initial_state, state_tensors, f"{where}: initial_state")
+            _template(initial_state, state_tensors, f"{where}: initial_state", shapes)
         mask = _mask_argument(kwargs.raw("mask", NO_MASK_ARGUMENT), where)
         options = {}
         for key in kwargs.raw_dict():
@@ -404,21 +434,33 @@ def _is_tensor(value):
     return isinstance(value, dict) and value.get("class_name") == "__keras_tensor__"
 
 
-def _template(value, tensors, where):
-    """`value` with each recorded tensor replaced by a Slot, collecting the tensors in order.
+def _template(value, tensors, where, shapes=None):
+    """`value` with each recorded tensor replaced by a Slot, collecting the tensors in order (and
+    into `shapes`, each one's recorded shape).
 
     Besides tensors, a recorded argument may be a number, a boolean, a string or null, or a
     list of these; anything else is refused. (Recursion is bounded by Limits.max_json_depth.)
     """
     if _is_tensor(value):
-        history = Fields(Fields(value, where).raw("config"), f"{where}: tensor").raw("keras_history")
-        tensors.append(_triple(history, f"{where}: keras_history"))
+        tensor = Fields(Fields(value, where).raw("config"), f"{where}: tensor")
+        tensors.append(_triple(tensor.raw("keras_history"), f"{where}: keras_history"))
+        if shapes is not None and tensor.raw("shape") is not None:
+            shapes[tensors[-1]] = _recorded_shape(tensor.raw("shape"), f"{tensor.where}: field 'shape'")
         return Slot(len(tensors) - 1)
     if isinstance(value, (list, tuple)):
-        return [_template(item, tensors, where) for item in value]
+        return [_template(item, tensors, where, shapes) for item in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise refuse(where, "tensors, numbers, booleans, strings or lists of them", kind_of(value))
+
+
+def _recorded_shape(value, where):
+    """A tensor shape Keras recorded: a list (maybe empty) of positive integers or nulls."""
+    if not isinstance(value, (list, tuple)) or not all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0) for v in value
+    ):
+        raise refuse(where, "a shape: a list of positive integers or nulls", kind_of(value))
+    return tuple(value)
 
 
 def _input_shape(config):
@@ -463,21 +505,27 @@ def _layer_plan(entry, keras_version, keras_backend="tensorflow"):
     config = entry.object("config")
     name = config.str("name")
     config = Fields(config.raw_dict(), f"layer {name!r}")
-    if kind == "Lambda":
-        raise refuse(f"layer {name!r}", "layers reflstm can run without executing code from the file",
-                     "a Lambda layer (its Python code is never run)")
-    _refuse_custom(entry, kind, f"layer {name!r}")
     builders = _builders(keras_version)
-    builder = builders.get(kind)
-    if builder is None:
-        raise refuse(f"layer {name!r}", f"one of the supported layers ({', '.join(sorted(builders))})",
-                     f"class {kind!r}")
-    _refuse_mixed_precision(name, config)
-    # Only Keras 3's recurrent layers compute differently on its backends (their masked steps);
-    # Keras 1 and 2 ran these layers as TensorFlow does.
-    recurrent = kind in (*_RECURRENT, "RNN", "Bidirectional")
-    backend = {"keras_backend": keras_backend} if keras_version == 3 and recurrent else {}
-    shapes, build = builder(name, config, keras_version, **backend)
+    try:
+        if kind == "Lambda":
+            raise _NotRunnable("its Python code is never run")
+        _refuse_custom(entry, kind)
+        builder = builders.get(kind)
+        if builder is None:
+            raise _NotRunnable("a layer reflstm does not compute")
+        _refuse_mixed_precision(name, config)
+        # Only Keras 3's recurrent layers compute differently on its backends (their masked steps);
+        # Keras 1 and 2 ran these layers as TensorFlow does.
+        recurrent = kind in (*_RECURRENT, "RNN", "Bidirectional")
+        backend = {"keras_backend": keras_backend} if keras_version == 3 and recurrent else {}
+        shapes, build = builder(name, config, keras_version, **backend)
+    except _NotRunnable as why:
+        reason = str(why)
+
+        def keep(arrays):
+            return NotRun(name, kind, tuple(a.view() for a in arrays), reason)
+
+        return LayerPlan(name, kind, None, keep, not_run=reason)
     basis = ", ".join(f"{key}={config.raw(key)!r}" for key in _SHAPE_FIELDS if key in config)
     if "cell" in config or "layer" in config:
         inner = config.raw("cell") or config.raw("layer")
@@ -499,13 +547,17 @@ def _builders(keras_version):
     return _BUILDERS
 
 
-def _refuse_custom(entry, kind, where):
-    """A class from outside Keras (a `module` or `registered_name` of its own) is never run."""
+class _NotRunnable(Exception):
+    """Why a layer is kept but not run (a Lambda, a custom or unknown class, a wrapper of one)."""
+
+
+def _refuse_custom(entry, kind, where=""):
+    """A class from outside Keras (a `module` or `registered_name` of its own) is never run, nor
+    imported: the layer holding it is kept as not run."""
     module, registered = entry.raw("module"), entry.raw("registered_name")
     if module not in (None, "keras.layers") or registered not in (None, kind):
-        raise refuse(where, "a built-in Keras layer",
-                     f"class {kind!r} from module {module!r}, registered as {registered!r} "
-                     "(a custom class is never run)")
+        raise _NotRunnable(f"{where}class {kind!r} is a custom class from module {str(module)[:60]!r}, "
+                           f"registered as {str(registered)[:60]!r} (never imported nor run)")
 
 
 def _nested(config, key, kinds, layer_name):
@@ -513,9 +565,9 @@ def _nested(config, key, kinds, layer_name):
     entry = config.object(key)
     kind = entry.str("class_name")
     where = f"layer {layer_name!r}: {key}"
-    _refuse_custom(entry, kind, where)
+    _refuse_custom(entry, kind, f"its {key}'s ")
     if kind not in kinds:
-        raise refuse(where, " or ".join(kinds), f"class {kind!r}")
+        raise _NotRunnable(f"its {key} is a {kind!r}; reflstm runs it around {' or '.join(kinds)}")
     inner = Fields(entry.object("config").raw_dict(), where)
     _refuse_mixed_precision(layer_name, inner)
     return kind, inner
@@ -541,8 +593,9 @@ def _activation(config, key, default, layer_name):
         value.get("config"), str
     ) and str(value.get("module", "")).startswith("keras"):
         return value["config"]
-    raise refuse(f"layer {layer_name!r}: field {key!r}",
-                 "a built-in Keras activation (a custom function is never run)", kind_of(value))
+    if isinstance(value, dict):  # a serialized custom function: the layer is kept, not run
+        raise _NotRunnable(f"its {key} is a custom function (never run)")
+    raise refuse(f"layer {layer_name!r}: field {key!r}", "a built-in Keras activation", kind_of(value))
 
 
 def _lstm(name, config, keras_version, go_backwards=None, zero_output_for_mask=None, keras_backend="tensorflow"):

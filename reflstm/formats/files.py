@@ -315,17 +315,23 @@ def _read_checked(plan, found, where, limits):
     for name, locations in found.items():
         layer = plan.layers[name]
         what = f"{where}: layer {name!r}"
-        if len(locations) != len(layer.shapes):
-            raise refuse(what, f"{len(layer.shapes)} weight arrays, as its config says", f"{len(locations)}")
+        # A layer reflstm does not run takes whatever arrays the file lists (counted against the
+        # layer budget), of any shape and any numeric dtype: read, checked, never interpreted.
+        shapes = layer.shapes if layer.shapes is not None else [None] * len(locations)
+        if len(locations) > limits.max_layers:
+            raise refuse(what, f"at most {limits.max_layers:,} weight arrays (raise Limits.max_layers to "
+                         "allow more)", f"{len(locations):,}")
+        if len(locations) != len(shapes):
+            raise refuse(what, f"{len(shapes)} weight arrays, as its config says", f"{len(locations)}")
         dtypes = set()
-        for (group, path), shape in zip(locations, layer.shapes):
+        for (group, path), shape in zip(locations, shapes):
             dataset, size = checked_dataset(group, path, shape, what, layer.basis)
             total += size
             if total > limits.max_weight_bytes:
                 raise over_budget(f"{where}: weights", "max_weight_bytes", limits.max_weight_bytes, total)
             dtypes.add(dataset.dtype.newbyteorder("="))
             checked.append(dataset)
-        if len(dtypes) > 1:
+        if len(dtypes) > 1 and not layer.not_run:
             raise refuse(what, "weight arrays of one dtype", ", ".join(sorted(map(str, dtypes))))
     arrays = [read_dataset(dataset) for dataset in checked]
     return {"counts": [[name, len(locations)] for name, locations in found.items()]}, arrays

@@ -207,7 +207,8 @@ def checked_dataset(group, path, expected_shape, where, basis=""):
 
     Hard links all the way; data stored in this file (compact, contiguous or chunked layout, no
     external raw storage, not virtual); float32 or float64; the shape the layer's config predicts
-    (`expected_shape`: a tuple with None where the config leaves a dimension open).
+    (`expected_shape`: a tuple with None where the config leaves a dimension open). With
+    `expected_shape` None (a layer reflstm does not run), any shape of any numeric dtype.
     Returns the h5py Dataset and its size in bytes.
     """
     import h5py
@@ -233,10 +234,13 @@ def checked_dataset(group, path, expected_shape, where, basis=""):
     if layout not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED):
         raise refuse(name, "a compact, contiguous or chunked dataset", f"HDF5 layout {layout}")
     dtype = obj.dtype
-    if dtype not in (np.dtype("<f4"), np.dtype("<f8"), np.dtype(">f4"), np.dtype(">f8")):
+    if expected_shape is None:
+        if dtype.kind not in "biuf" or dtype.itemsize > 8 or dtype.fields is not None or dtype.subdtype is not None:
+            raise refuse(name, "numbers (booleans, integers or floats)", f"dtype {dtype}")
+    elif dtype not in (np.dtype("<f4"), np.dtype("<f8"), np.dtype(">f4"), np.dtype(">f8")):
         raise refuse(name, "float32 or float64 weights", f"dtype {dtype}")
     shape = obj.shape
-    if shape is None or not _shape_fits(shape, expected_shape):
+    if shape is None or (expected_shape is not None and not _shape_fits(shape, expected_shape)):
         raise refuse(name, f"shape {shape_pattern(expected_shape)}, as the layer's config says ({basis})", f"shape {shape}")
     size = dtype.itemsize * int(np.prod(shape, dtype=object))
     if obj.chunks is not None:
@@ -358,7 +362,8 @@ def _run_child(work, limits, out):
     body = json.dumps(message).encode()
     _write_all(out, struct.pack("<Q", len(body)) + body)
     for array in arrays:
-        _write_all(out, memoryview(np.ascontiguousarray(array)).cast("B"))
+        # Flat first: a memoryview of an empty array of several axes cannot be cast to bytes.
+        _write_all(out, memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
 
 
 def _cap_address_space(extra):

@@ -5,9 +5,10 @@ import contextlib
 import numpy as np
 
 from reflstm.formats.config import NO_MASK_ARGUMENT, Slot, parse_model
-from reflstm.errors import refuse
+from reflstm.errors import ReflstmError, refuse
 from reflstm.models.layers import Bidirectional, RecurrentLayer
 from reflstm.cells.lstm import LSTM
+from reflstm.models.not_run import NotRun
 from reflstm.models.ops import Operation
 from reflstm.formats.untrusted import Limits, over_budget
 
@@ -15,6 +16,8 @@ __all__ = ["Model"]
 
 # predict() works through a batch this many samples at a time, so memory stays bounded.
 BLOCK = 64
+# summary() finds output shapes by running zeros of the saved input shapes, if that many values at most.
+SUMMARY_VALUES = 2**20
 
 
 class Model:
@@ -22,6 +25,9 @@ class Model:
 
     Build one with `reflstm.load` (a saved file) or `Model.from_keras` (a live model). The
     layers it can run are those of `reflstm.formats.config`; masks travel between them as in Keras.
+    A model holding a layer reflstm does not run (a Lambda, a custom or unknown class: `not_run`)
+    loads all the same: `summary`, `layer` and the recurrent layers' own traces work, while
+    `predict`, `trace` and `backward` are refused, naming that layer, before anything is computed.
 
     A model with stateful layers (``stateful=True``) keeps their states between calls, as
     Keras does: loaded from a file it starts from zeros (Keras saves no state, and reloads with
@@ -40,7 +46,9 @@ class Model:
         # a file does not record it, so `reflstm.load` takes it as an option.
         self.keras_backend = keras_backend
         self._limits = limits or Limits()
-        self.graph = parse_model(model_config, keras_version, self._limits, keras_backend).build(weights)
+        plan = parse_model(model_config, keras_version, self._limits, keras_backend)
+        self.graph = plan.build(weights)
+        self._listed, self._tensor_shapes = plan.listed, plan.tensor_shapes
         self.name = self.graph.name
         self.layers = {}
         for node in self.graph.nodes.values():
@@ -183,6 +191,33 @@ class Model:
         return {n: l for n, l in self.recurrent_layers.items()
                 if isinstance(l.forward if isinstance(l, Bidirectional) else l.cell, LSTM)}
 
+    @property
+    def not_run(self):
+        """{name: why} of the layers reflstm keeps but does not run, in model order."""
+        return {n: f"{l.kind}: {l.reason}" for n, l in self.layers.items() if isinstance(l, NotRun)}
+
+    def check_runnable(self, call="run it"):
+        """Refuse to run (`call`, in words) a model that holds layers reflstm does not run,
+        naming every one; predict, trace and backward call it before anything else."""
+        not_run = self.not_run
+        if not_run:
+            names = "; ".join(f"layer {n!r} ({why})" for n, why in not_run.items())
+            raise refuse("model", f"layers reflstm runs, to {call} (a recurrent layer runs alone: "
+                         "Model.layer(name), or reflstm trace --layer NAME --layer-input H.npy)", names)
+
+    def layer(self, name):
+        """The reflstm layer called `name`: for an LSTM, GRU or SimpleRNN (or RNN of their cell) the
+        `reflstm.LSTM` (`GRU`, `SimpleRNN`) itself, with its weights and options, to run or trace
+        alone on the array that reaches it in the model; for a Bidirectional the model's
+        `Bidirectional` layer, whose `.forward` and `.backward` are those (the backward one with
+        go_backwards set, as Keras builds it) and which is called as ``layer([x], [mask])``; for
+        another layer the model's layer object (a `NotRun` for one reflstm does not run).
+        """
+        if name not in self.layers:
+            raise refuse("name", f"one of the model's layers ({', '.join(map(repr, self.layers))})", repr(name))
+        layer = self.layers[name]
+        return layer.cell if isinstance(layer, RecurrentLayer) else layer
+
     def __repr__(self):
         kinds = ", ".join(f"{name}: {type(layer).__name__}" for name, layer in self.layers.items())
         return f"reflstm.Model({self.name!r}, keras_version={self.keras_version}, layers=[{kinds}])"
@@ -202,6 +237,7 @@ class Model:
         same, and fails on any other batch size or on a last batch of fewer than B samples
         (refused here before anything runs).
         """
+        self.check_runnable("predict")
         inputs = self._inputs(x)
         total = inputs[0].shape[0]
         if self.batch_size is not None:
@@ -234,6 +270,7 @@ class Model:
         into the next call, as a `predict` batch does.
         """
         traces = {}
+        self.check_runnable("trace it")
         inputs = self._inputs(x)
         self._check_stateful_batch(inputs, "a trace is one call; predict takes several batches in turn")
         with self._states_kept_on_error():
@@ -279,6 +316,7 @@ class Model:
         On a stateful model x is one batch of `batch_size` samples: the gradients are those of
         the call `predict` would make next, from the carried states, which stay as they were.
         """
+        self.check_runnable("take its gradients")
         inputs = self._inputs(x)
         self._check_stateful_batch(inputs, "the gradients of one call")
         carried = self._carried()
@@ -329,28 +367,122 @@ class Model:
         # Graph.order puts every node after the nodes it reads: one pass, no recursion.
         for key in self.graph.order:
             node = self.graph.nodes[key]
-            arrays, masks = map(list, zip(*(output(*source) for source in node.inputs))) if node.inputs else ([], [])
-            layer = node.layer
-            if node.mask is not NO_MASK_ARGUMENT and masks:
-                # Keras 3 functional graphs record the mask each layer was called with.
-                masks[0] = None if node.mask is None else output(*node.mask)[0]
-            if isinstance(layer, Operation):
-                results[key] = ([layer(_fill(node.template, arrays))], [None])
-            elif isinstance(layer, (RecurrentLayer, Bidirectional)):
-                # keras/src/layers/layer.py __call__, "Populate mask argument(s)": Keras 3 fills in
-                # `mask` only for a call with one tensor argument, so a recurrent layer given an
-                # initial_state runs unmasked unless the call passed a mask itself; its output
-                # still carries the input's mask.
-                unmasked = (self.keras_version == 3 and len(arrays) > 1
-                            and node.mask is NO_MASK_ARGUMENT)
-                results[key] = layer(arrays, masks, traces, use_mask=not unmasked)
-                if unmasked:
-                    masks = [None] + masks[1:]  # as the backward pass must see the call
-            else:
-                results[key] = layer(arrays, masks)
+            results[key], arrays, masks = self._call(node, output, traces)
             if record is not None:
                 record.append((key, node, arrays, list(masks), len(results[key][0])))
         return [output(*triple)[0] for triple in self.graph.outputs]
+
+    def _call(self, node, output, traces):
+        """One node's (outputs, masks), from `output(name, node, tensor)` of the nodes it reads;
+        also its input arrays and masks as the call saw them."""
+        arrays, masks = map(list, zip(*(output(*source) for source in node.inputs))) if node.inputs else ([], [])
+        layer = node.layer
+        if node.mask is not NO_MASK_ARGUMENT and masks:
+            # Keras 3 functional graphs record the mask each layer was called with.
+            masks[0] = None if node.mask is None else output(*node.mask)[0]
+        if isinstance(layer, Operation):
+            return ([layer(_fill(node.template, arrays))], [None]), arrays, masks
+        if isinstance(layer, (RecurrentLayer, Bidirectional)):
+            # keras/src/layers/layer.py __call__, "Populate mask argument(s)": Keras 3 fills in
+            # `mask` only for a call with one tensor argument, so a recurrent layer given an
+            # initial_state runs unmasked unless the call passed a mask itself; its output
+            # still carries the input's mask.
+            unmasked = (self.keras_version == 3 and len(arrays) > 1
+                        and node.mask is NO_MASK_ARGUMENT)
+            result = layer(arrays, masks, traces, use_mask=not unmasked)
+            if unmasked:
+                masks = [None] + masks[1:]  # as the backward pass must see the call
+            return result, arrays, masks
+        return layer(arrays, masks), arrays, masks
+
+    def summary_rows(self):
+        """What `summary` lists, as data: (name, Keras class, output shape, parameter count, runs)
+        for every layer in the model's order, a functional model's input layers included (as
+        Keras lists them). An output shape has None for the batch (and any size the input leaves
+        open), a list of shapes for a layer with several outputs, "multiple" for a layer called
+        with different shapes, "?" where it cannot be known; `runs` is False for a layer reflstm
+        keeps but does not run."""
+        shapes = self._output_shapes()
+        rows = []
+        for name, kind in self._listed:  # (name, Keras class) in the config's order
+            if name in self.graph.input_shapes:
+                shape = self.graph.input_shapes[name]
+                rows.append((name, "InputLayer", "?" if shape is None else tuple(shape), 0, True))
+            elif name in self.layers:
+                layer = self.layers[name]
+                count = sum(int(np.size(w)) for w in self._weights.get(name, []))
+                rows.append((name, kind, shapes.get(name, "?"), count, not isinstance(layer, NotRun)))
+        return rows
+
+    def summary(self):
+        """The model's layers as Keras's ``model.summary()`` lists them, to line the two up: name
+        (class), output shape (None for the batch), parameter count, and the total; a layer
+        reflstm does not run is marked, with why below. Returns the text (print it)."""
+        rows = self.summary_rows()
+        cells = [(f"{name} ({kind})" + ("" if runs else " [not run]"), _shape_words(shape), f"{count:,}")
+                 for name, kind, shape, count, runs in rows]
+        heads = ("Layer (type)", "Output Shape", "Param #")
+        widths = [max(len(c[k]) for c in [heads, *cells]) for k in range(3)]
+        line = "=" * (sum(widths) + 4)
+        text = [f"Model: {self.name!r}" + (f" (saved by {self.saved_by})" if self.saved_by else ""),
+                f"{heads[0]:<{widths[0]}}  {heads[1]:<{widths[1]}}  {heads[2]:>{widths[2]}}", line]
+        text += [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in cells]
+        text += [line, f"Total params: {sum(row[3] for row in rows):,}"]
+        text += [f"Not run: {name!r} ({why})" for name, why in self.not_run.items()]
+        return "\n".join(text)
+
+    def _output_shapes(self):
+        """{layer name: output shape} found by running the layers reflstm runs on two small batches
+        of zeros (batch 1 with 2 steps, then 2 with 3, where the input leaves them open): a size
+        that differs between the two is open (None). Past a layer reflstm does not run, the run
+        goes on from the shapes Keras 3 recorded for its outputs; where none is, it is "?"."""
+        runs = []
+        carried = self._carried()
+        try:
+            for fill in (2, 3):
+                def zeros(shape):  # (batch, ...), the open sizes filled, or None if too large
+                    shape = [(self.batch_size or fill - 1) if k == 0 else (fill if s is None else s)
+                             for k, s in enumerate(shape)]
+                    return np.zeros(shape, np.float32) if np.prod(shape, dtype=float) <= SUMMARY_VALUES else None
+
+                inputs = [zeros(self.graph.input_shapes[name] or ()) for name in self.graph.inputs]
+                runs.append(self._shapes_of(inputs, zeros))
+        finally:
+            _restore(carried)
+        shapes = {}
+        for key, first in runs[0].items():
+            second = runs[1].get(key)
+            if first is None or second is None:
+                shape = "?"
+            else:
+                shape = [tuple(a if a == b else None for a, b in zip(x, y)) for x, y in zip(first, second)]
+                shape = shape[0] if len(shape) == 1 else shape
+            shapes[key[0]] = shape if shapes.get(key[0], shape) == shape else "multiple"
+        return shapes
+
+    def _shapes_of(self, inputs, zeros):
+        """{node key: [output shapes], or None where they are not known} from running `inputs`;
+        a node that cannot run gives `zeros(shape)` of the shapes Keras 3 recorded for its outputs."""
+        results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)
+                   if array is not None}
+        shapes = {}
+
+        def output(name, node_index, tensor):
+            outputs, masks = results.get((name, node_index)) or ([], [])
+            if tensor >= len(outputs) or outputs[tensor] is None:
+                raise ReflstmError("not known")
+            return outputs[tensor], masks[tensor]
+
+        for key in self.graph.order:
+            try:
+                results[key] = self._call(self.graph.nodes[key], output, None)[0]
+            except (ReflstmError, IndexError):  # a layer not run, or one that refuses zeros
+                recorded = [self._tensor_shapes.get((*key, k)) for k in range(len(self._tensor_shapes) + 1)]
+                count = recorded.index(None)  # the outputs recorded, from the first on
+                results[key] = ([zeros(shape) for shape in recorded[:count]], [None] * count)
+            outputs = results[key][0]
+            shapes[key] = [np.shape(o) for o in outputs] if outputs and all(o is not None for o in outputs) else None
+        return shapes
 
 
 def _restore(carried):
@@ -366,6 +498,15 @@ def _fill(template, arrays):
     if isinstance(template, list):
         return [_fill(item, arrays) for item in template]
     return template
+
+
+def _shape_words(shape):
+    """An output shape as Keras prints it: (None, 6, 8), a list of them, or a word."""
+    if isinstance(shape, list):
+        return "[" + ", ".join(map(_shape_words, shape)) + "]"
+    if isinstance(shape, tuple):
+        return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+    return str(shape)
 
 
 def _shape_text(shape):
