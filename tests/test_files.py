@@ -262,6 +262,23 @@ def test_unsupported_layer_is_named(tmp_path):
         reflstm.load(path).predict(np.ones((1, 4, 2), "float32"))
 
 
+@pytest.mark.parametrize("keras_version, extension", FORMATS, ids=[f"keras{v}-{e}" for v, e in FORMATS])
+def test_a_call_in_training_mode_is_refused(tmp_path, keras_version, extension):
+    """A layer called with training=True (Monte Carlo dropout) is refused by name, not run as
+    the identity; training=False loads."""
+    k = keras_module(keras_version)
+    inp = k.Input((5, 3))
+    x = k.layers.LSTM(4, return_sequences=True, name="lstm")(inp, training=False)
+    y = k.layers.Dropout(0.5, name="mc_dropout")(x, training=True)
+    model = k.Model(inp, y)
+    path = tmp_path / f"mc.{extension}"
+    model.save(path)
+    with pytest.raises(reflstm.ReflstmError, match="'mc_dropout'.*call argument 'training'.*received True"):
+        reflstm.load(path)
+    k.Model(inp, x).save(tmp_path / f"eval.{extension}")
+    assert list(reflstm.load(tmp_path / f"eval.{extension}").recurrent_layers) == ["lstm"]
+
+
 def test_wrong_input_shape_is_refused(tmp_path):
     """Input of the wrong shape for the saved model is refused, naming the input."""
     model = build_model("sequential", 3)

@@ -172,9 +172,21 @@ class Plan:
 
 def _called(layer, call, key):
     """The layer as this call runs it: a layer with call options (Attention's use_causal_mask)
-    takes the call's; the options of other layers are not read."""
+    takes the call's. Any other call option is refused, never ignored: ``training=True`` (Monte
+    Carlo dropout, a BatchNormalization in training mode) would change what the call computes."""
+    where = f"layer {key[0]!r}: inbound node {key[1]}"
+    options = dict(call.options)
+    training = options.pop("training", None)
+    if training not in (None, False) and not isinstance(layer, NotRun):
+        raise refuse(f"{where}: call argument 'training'", "false or none (reflstm is inference: "
+                     "training=True makes Dropout and BatchNormalization compute as in training)",
+                     repr(training))
     if hasattr(layer, "called_with"):
-        return layer.called_with(call.options, f"layer {key[0]!r}: inbound node {key[1]}")
+        return layer.called_with(options, where)
+    if options and not isinstance(layer, (Operation, NotRun)):
+        key_, value = next(iter(options.items()))
+        raise refuse(f"{where}: call argument {key_!r}", "no call arguments but its inputs, mask, "
+                     "initial_state and training (reflstm models none of this layer's others)", repr(value))
     return layer
 
 
@@ -379,7 +391,7 @@ def _call(layer_name, recorded, is_operation, shapes):
         mask = _mask_argument(kwargs.raw("mask", NO_MASK_ARGUMENT), where)
         options = {}
         for key in kwargs.raw_dict():
-            if key in ("training", "initial_state", "mask"):
+            if key in ("initial_state", "mask"):
                 continue
             found = []
             options[key] = _template(kwargs.raw(key), found, f"{where}: {key}")
@@ -402,7 +414,7 @@ def _call(layer_name, recorded, is_operation, shapes):
             states = [states]
         found += [_triple(state, f"{where}: initial_state") for state in states]
         # tf_keras repeats a call's other arguments on each input's entry.
-        options.update({key: value for key, value in kwargs.items() if key not in ("training", "initial_state", "mask")
+        options.update({key: value for key, value in kwargs.items() if key not in ("initial_state", "mask")
                         and (value is None or isinstance(value, (bool, int, float, str)))})
     if not found:
         raise refuse(where, "a call with at least one input tensor", "none")
