@@ -10,9 +10,10 @@ import pytest
 import reflstm
 from keras_layers import keras_module
 from saved_models import FEATURES, TIMESTEPS, model_inputs
-from test_files import FORMATS, as_list, assert_close, keras_eager, keras_predict, save
-from test_model_backward import tape_gradients
-from test_norm_layers import FORMAT_IDS, layer_outputs
+from layer_checks import assert_every_layer_matches_keras
+from test_files import FORMATS, assert_close, keras_predict, save
+from test_model_backward import assert_backward_matches_tape
+from test_norm_layers import FORMAT_IDS
 
 TARGET_STEPS = 4
 GRADIENT_TOLERANCE = 1e-10
@@ -111,26 +112,17 @@ def build(name, keras_version, dtype="float32", seed=0):
 def test_attention_model_matches_keras(name, keras_version, fmt, tmp_path):
     """predict, and every layer's output inside the model, equal Keras's, from the saved file."""
     model = build(name, keras_version)
-    x = model_inputs(model)
     ref = reflstm.load(save(model, tmp_path, keras_version, fmt))
-    assert_close(as_list(ref.predict(x)), keras_predict(model, x), "float32")
-    k = keras_module(keras_version)
-    ours = layer_outputs(ref, x)
-    inner = [layer.name for layer in model.layers if layer.name in ours]  # not Keras 3's mask operations
-    assert len(inner) >= len(model.layers) - len(model.inputs) - len(model.outputs)
-    for name in inner:
-        expected = keras_predict(k.Model(model.inputs, model.get_layer(name).output), x)
-        assert_close([ours[name]], expected, "float32")
+    assert_every_layer_matches_keras(model, ref, model_inputs(model), keras_version, "float32")
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_float64_attention_models_match_to_1e_12(name, keras_version, tmp_path):
-    """Saved float64 models agree with Keras (called eagerly) to ~1e-12."""
+    """Saved float64 models agree with Keras (called eagerly) to ~1e-12, every layer too."""
     model = build(name, keras_version, "float64")
-    x = model_inputs(model)
     ref = reflstm.load(save(model, tmp_path, keras_version, "keras" if keras_version == 3 else "h5"))
-    assert_close(as_list(ref.predict(x)), as_list(keras_eager(model, x)), "float64")
+    assert_every_layer_matches_keras(model, ref, model_inputs(model), keras_version, "float64")
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
@@ -138,14 +130,7 @@ def test_float64_attention_models_match_to_1e_12(name, keras_version, tmp_path):
 def test_attention_gradients_match_gradient_tape(name, keras_version):
     """Model.backward through the attention layers equals tf.GradientTape's input gradients."""
     model = build(name, keras_version, "float64", seed=1)
-    x = model_inputs(model)
-    ref = reflstm.Model.from_keras(model)
-    rng = np.random.default_rng(7)
-    d_outputs = [rng.normal(size=o.shape) for o in as_list(ref.predict(x))]
-    expected = tape_gradients(model, x, d_outputs)
-    actual = ref.backward(x, d_outputs if len(d_outputs) > 1 else d_outputs[0])
-    for a, e in zip(actual, expected):
-        np.testing.assert_allclose(a, e, rtol=GRADIENT_TOLERANCE, atol=GRADIENT_TOLERANCE)
+    assert_backward_matches_tape(model, model_inputs(model), GRADIENT_TOLERANCE)
 
 
 def test_tf_keras_causal_field_is_the_causal_mask():

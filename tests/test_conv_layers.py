@@ -8,31 +8,13 @@ import reflstm
 from keras_layers import keras_module
 from reflstm.models.conv import AveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from saved_models import CONV_MODELS, build_model, model_inputs
-from test_files import TOLERANCE, as_list, keras_eager, save
+from layer_checks import assert_every_layer_matches_keras
+from test_files import keras_eager, save
 from test_model_backward import assert_backward_matches_tape, tape_gradients
 
 GRADIENT_TOLERANCE = 1e-10  # float64, through every layer of the model
 KERAS = [3, 2]
 KERAS_IDS = ["keras3", "tf_keras"]
-
-
-def reflstm_layer_outputs(ref, x):
-    """{layer name: its first output} for every layer reflstm ran, from the inputs each node got."""
-    record = []
-    ref._run(ref._inputs(x), traces=None, record=record)
-    return {key[0]: node.layer(arrays, masks)[0][0] for key, node, arrays, masks, _ in record
-            if key[0] in ref.layers}
-
-
-def keras_layer_outputs(keras_version, model, names, x):
-    """{layer name: its output} for each named layer of `model`, called eagerly."""
-    k = keras_module(keras_version)
-    probe = k.Model(model.inputs, [model.get_layer(name).output for name in names])
-    return dict(zip(names, as_list(keras_eager(probe, x))))
-
-
-def largest_relative_difference(actual, expected):
-    return float(np.max(np.abs(actual - expected) / np.maximum(1, np.abs(expected))))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -42,15 +24,8 @@ def largest_relative_difference(actual, expected):
 def test_saved_model_and_every_layer_match_keras(name, keras_version, fmt, dtype, tmp_path):
     """predict and every layer's output equal Keras's, read back from the saved file."""
     model = build_model(name, keras_version, dtype)
-    x = model_inputs(model)
     ref = reflstm.load(save(model, tmp_path, keras_version, fmt))
-    tolerance = TOLERANCE[dtype]
-    np.testing.assert_allclose(ref.predict(x), keras_eager(model, x), rtol=tolerance, atol=tolerance)
-    ours = reflstm_layer_outputs(ref, x)
-    theirs = keras_layer_outputs(keras_version, model, list(ours), x)
-    for layer_name, expected in theirs.items():
-        assert ours[layer_name].shape == expected.shape, layer_name
-        assert largest_relative_difference(ours[layer_name], expected) < tolerance, layer_name
+    assert_every_layer_matches_keras(model, ref, model_inputs(model), keras_version, dtype)
 
 
 @pytest.mark.parametrize("keras_version", KERAS, ids=KERAS_IDS)

@@ -11,7 +11,8 @@ import pytest
 import reflstm
 from keras_layers import TOLERANCE, keras_module
 from saved_models import FEATURES, TIMESTEPS, model_inputs
-from test_files import FORMATS, as_list, assert_close, keras_eager, keras_predict, save
+from layer_checks import assert_every_layer_matches_keras
+from test_files import FORMATS, assert_close, keras_eager, keras_predict, save
 from test_model_backward import assert_backward_matches_tape, tape_gradients
 
 GRADIENT_TOLERANCE = 1e-10
@@ -85,42 +86,25 @@ def build(name, keras_version, dtype="float32", seed=0):
     return model
 
 
-def layer_outputs(ref, x):
-    """{layer name: its first output} as reflstm computes it, read off the inputs of its readers."""
-    record = []
-    ref._run(ref._inputs(x), traces=None, record=record)
-    return {source: array for _, node, arrays, _, _ in record
-            for (source, _, tensor), array in zip(node.inputs, arrays) if tensor == 0}
-
-
 FORMAT_IDS = ["keras3-keras", "keras3-h5", "tf_keras-h5", "tf_keras-keras"]
 
 
 @pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=FORMAT_IDS)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_saved_model_and_every_layer_match_keras(name, keras_version, fmt, tmp_path):
-    """predict and each layer's output equal Keras's (float32), from the saved file."""
+    """predict and each layer's output equal Keras's from the saved file."""
     model = build(name, keras_version)
-    x = model_inputs(model)
     ref = reflstm.load(save(model, tmp_path, keras_version, fmt))
-    assert_close(as_list(ref.predict(x)), keras_predict(model, x), "float32")
-    k = keras_module(keras_version)
-    ours = layer_outputs(ref, x)
-    inner = [layer.name for layer in model.layers if layer.name in ours]
-    assert len(inner) >= len(model.layers) - 2  # every layer but the input and the output one
-    for layer_name in inner:
-        expected = keras_predict(k.Model(model.inputs, model.get_layer(layer_name).output), x)
-        assert_close([ours[layer_name]], expected, "float32")
+    assert_every_layer_matches_keras(model, ref, model_inputs(model), keras_version, "float32")
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_float64_models_match_to_1e_12(name, keras_version, tmp_path):
-    """Saved float64 models agree with Keras called eagerly to ~1e-12."""
+    """Saved float64 models agree with Keras called eagerly to ~1e-12, every layer too."""
     model = build(name, keras_version, "float64")
-    x = model_inputs(model)
     ref = reflstm.load(save(model, tmp_path, keras_version, "keras" if keras_version == 3 else "h5"))
-    assert_close(as_list(ref.predict(x)), as_list(keras_eager(model, x)), "float64")
+    assert_every_layer_matches_keras(model, ref, model_inputs(model), keras_version, "float64")
 
 
 @pytest.mark.parametrize("keras_version", [3, 2], ids=["keras3", "tf_keras"])

@@ -175,7 +175,7 @@ def _called(layer, call, key):
     takes the call's. Any other call option is refused, never ignored: ``training=True`` (Monte
     Carlo dropout, a BatchNormalization in training mode) would change what the call computes."""
     where = f"layer {key[0]!r}: inbound node {key[1]}"
-    options = dict(call.options)
+    options = {key: value for key, value in call.options.items() if value is not None}  # unset
     training = options.pop("training", None)
     if training not in (None, False) and not isinstance(layer, NotRun):
         raise refuse(f"{where}: call argument 'training'", "false or none (reflstm is inference: "

@@ -277,6 +277,27 @@ class Model:
             self._run(inputs, traces=traces)
         return traces
 
+    def layer_outputs(self, x):
+        """{layer name: what the layer returned} for every layer the model runs on x, in
+        evaluation order: one array, or a list for a layer that returns several (an LSTM with
+        return_state). A layer called more than once keeps its first call's.
+
+        For each layer, what Keras's intermediate model ``keras.Model(model.inputs,
+        model.get_layer(name).output)`` predicts. One call, as `trace` is (a stateful model:
+        one batch, carried on).
+        """
+        self.check_runnable("run its layers")
+        inputs = self._inputs(x)
+        self._check_stateful_batch(inputs, "this is one call; predict takes several batches in turn")
+        results = {}
+        with self._states_kept_on_error():
+            self._run(inputs, traces=None, results=results)
+        found = {}
+        for (name, _), (outputs, _) in results.items():
+            if name in self.layers and name not in found:
+                found[name] = outputs[0] if len(outputs) == 1 else list(outputs)
+        return found
+
     def _inputs(self, x):
         if len(self.graph.inputs) == 1:
             # One input: a list is that input's data, unless it is a list of one array.
@@ -352,13 +373,15 @@ class Model:
         result = [grads.get((name, 0, 0)) for name in self.graph.inputs]
         return result[0] if len(result) == 1 else result
 
-    def _run(self, inputs, traces, record=None):
+    def _run(self, inputs, traces, record=None, results=None):
         """Evaluate the graph; each node once, inputs as given, masks as Keras propagates them.
 
         With `record` (a list), append (node key, node, input arrays, input masks, output count)
-        in evaluation order, for the backward pass.
+        in evaluation order, for the backward pass. With `results` (a dict), leave every node's
+        (outputs, masks) in it, by node key.
         """
-        results = {(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)}
+        results = {} if results is None else results
+        results.update({(name, 0): ([array], [None]) for name, array in zip(self.graph.inputs, inputs)})
 
         def output(name, node_index, tensor):  # every reference was checked when the Graph was built
             outputs, masks = results[(name, node_index)]
