@@ -11,9 +11,8 @@ import reflstm
 from keras_layers import keras_module
 from saved_models import FEATURES, TIMESTEPS, model_inputs
 from layer_checks import assert_every_layer_matches_keras
-from test_files import FORMATS, assert_close, keras_predict, save
+from test_files import FORMAT_IDS, FORMATS, assert_close, keras_predict, save
 from test_model_backward import assert_backward_matches_tape
-from test_norm_layers import FORMAT_IDS
 
 TARGET_STEPS = 4
 GRADIENT_TOLERANCE = 1e-10

@@ -9,7 +9,7 @@ from keras_layers import keras_module
 from reflstm.models.conv import AveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from saved_models import CONV_MODELS, build_model, model_inputs
 from layer_checks import assert_every_layer_matches_keras
-from test_files import keras_eager, save
+from test_files import FORMAT_IDS, FORMATS, keras_eager, save
 from test_model_backward import assert_backward_matches_tape, tape_gradients
 
 GRADIENT_TOLERANCE = 1e-10  # float64, through every layer of the model
@@ -18,8 +18,7 @@ KERAS_IDS = ["keras3", "tf_keras"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("keras_version, fmt", [(3, "keras"), (3, "h5"), (2, "h5"), (2, "keras")],
-                         ids=["keras3-keras", "keras3-h5", "tf_keras-h5", "tf_keras-keras"])
+@pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=FORMAT_IDS)
 @pytest.mark.parametrize("name", list(CONV_MODELS))
 def test_saved_model_and_every_layer_match_keras(name, keras_version, fmt, dtype, tmp_path):
     """predict and every layer's output equal Keras's, read back from the saved file."""

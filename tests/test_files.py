@@ -14,6 +14,7 @@ from saved_models import MODELS, build_model, model_inputs
 
 TOLERANCE = {"float32": 2e-6, "float64": 1e-12}
 FORMATS = [(3, "keras"), (3, "h5"), (2, "h5"), (2, "keras")]
+FORMAT_IDS = ["keras3-keras", "keras3-h5", "tf_keras-h5", "tf_keras-keras"]
 
 
 def keras_predict(model, x):
@@ -262,7 +263,7 @@ def test_unsupported_layer_is_named(tmp_path):
         reflstm.load(path).predict(np.ones((1, 4, 2), "float32"))
 
 
-@pytest.mark.parametrize("keras_version, extension", FORMATS, ids=[f"keras{v}-{e}" for v, e in FORMATS])
+@pytest.mark.parametrize("keras_version, extension", FORMATS, ids=FORMAT_IDS)
 def test_a_call_in_training_mode_is_refused(tmp_path, keras_version, extension):
     """A layer called with training=True (Monte Carlo dropout) is refused by name, not run as
     the identity; training=False loads."""

@@ -12,7 +12,7 @@ import reflstm
 from keras_layers import TOLERANCE, keras_module
 from saved_models import FEATURES, TIMESTEPS, model_inputs
 from layer_checks import assert_every_layer_matches_keras
-from test_files import FORMATS, assert_close, keras_eager, keras_predict, save
+from test_files import FORMAT_IDS, FORMATS, assert_close, keras_eager, keras_predict, save
 from test_model_backward import assert_backward_matches_tape, tape_gradients
 
 GRADIENT_TOLERANCE = 1e-10
@@ -85,8 +85,6 @@ def build(name, keras_version, dtype="float32", seed=0):
     ])
     return model
 
-
-FORMAT_IDS = ["keras3-keras", "keras3-h5", "tf_keras-h5", "tf_keras-keras"]
 
 
 @pytest.mark.parametrize("keras_version, fmt", FORMATS, ids=FORMAT_IDS)
