@@ -16,17 +16,21 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["get", "names"]
+__all__ = ["get", "names", "writer"]
 
 
 def sigmoid(x):
+    return _sigmoid_into(x, np.empty_like(x))
+
+
+def _sigmoid_into(x, out):
     # tf.nn.sigmoid, as Eigen computes it: 1 / (1 + exp(-x)). For x below about -88 (float32)
     # or -709 (float64) exp(-x) overflows to inf and the result is exactly 0, without a warning.
-    e = np.negative(x)
+    np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        np.exp(e, out=e)
-    e += 1
-    return np.reciprocal(e, out=e)
+        np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
 
 
 def tanh(x):
@@ -288,6 +292,23 @@ def get(name, keras_version, argument="activation", dtype="float32"):
             "it in tf_keras too",
         )
     return table[name]
+
+
+def writer(function):
+    """`function` (from `get`) as ``write(x, out)``: it writes function(x) into the array `out`.
+
+    The recurrent loop writes each step's gates straight into a trace's rows this way. The
+    default activations do it in place, with the very operations `function` does (so the same
+    bits); any other is computed as `function(x)` and copied. `x` may be `out` itself.
+    """
+    return _WRITERS.get(function) or (lambda x, out: np.copyto(out, function(x)))
+
+
+_WRITERS = {
+    sigmoid: _sigmoid_into,
+    tanh: lambda x, out: np.tanh(x, out=out),
+    linear: lambda x, out: np.copyto(out, x),
+}
 
 
 def _table(keras_version):

@@ -56,7 +56,7 @@ import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["GATES", "GRU_GATES", "gate_slice", "step", "gru_step", "simple_rnn_step"]
+__all__ = ["GATES", "GRU_GATES", "gate_slice", "step", "gru_step", "reset_product", "simple_rnn_step"]
 
 GATES = "ifco"  # Keras's LSTM gate order; "c" is the candidate c̃ (PyTorch calls it "g")
 GRU_GATES = "zrh"  # Keras's GRU gate order; "h" is the candidate h̃
@@ -74,30 +74,31 @@ def gate_slice(gate, units, gates=GATES):
     return slice(k * units, (k + 1) * units)
 
 
-def step(z, c_prev, sigma, g):
+def step(z, c_prev, sigma, g, out):
     """One LSTM step from the pre-activations z = x_t W + h_{t-1} U + b.
 
     Args:
         z: (batch, 4 * units), gates in the order i, f, c, o.
         c_prev: (batch, units), the cell state C_{t-1}.
-        sigma: the recurrent activation σ, applied to i, f, o.
-        g: the activation g, applied to c̃ and to C_t.
-
-    Returns:
-        (i, f, c_tilde, o, c, h), each (batch, units).
+        sigma: the recurrent activation σ, applied to i, f, o, as a writer ``sigma(x, out)``
+            (`reflstm.cells.activations.writer`).
+        g: the activation g, applied to c̃ and to C_t, likewise.
+        out: six (batch, units) arrays that receive i, f, c_tilde, o, c, h (a trace's rows).
     """
     units = z.shape[-1] // 4
     z_i, z_f, z_c, z_o = (z[..., k * units : (k + 1) * units] for k in range(4))
-    i = sigma(z_i)
-    f = sigma(z_f)
-    c_tilde = g(z_c)
-    o = sigma(z_o)
-    c = f * c_prev + i * c_tilde
-    h = o * g(c)
-    return i, f, c_tilde, o, c, h
+    i, f, c_tilde, o, c, h = out
+    sigma(z_i, i)
+    sigma(z_f, f)
+    g(z_c, c_tilde)
+    sigma(z_o, o)
+    np.multiply(f, c_prev, out=c)
+    c += np.multiply(i, c_tilde, out=h)  # C_t = f ⊙ C_{t-1} + i ⊙ c̃ (h is free until the next line)
+    g(c, h)
+    h *= o  # h_t = o ⊙ g(C_t)
 
 
-def gru_step(x_part, h_prev, U, b_rec, sigma, g, reset_after, h_U=None):
+def gru_step(x_part, h_prev, U, b_rec, sigma, g, reset_after, h_U, out):
     """One GRU step (the equations above) from the input part x_part = x_t W + b.
 
     Args:
@@ -105,41 +106,43 @@ def gru_step(x_part, h_prev, U, b_rec, sigma, g, reset_after, h_U=None):
         h_prev: (batch, units), h_{t-1}.
         U: (units, 3 * units), the recurrent kernel.
         b_rec: (3 * units,), the recurrent bias b' (reset_after=True), or None.
-        sigma: the recurrent activation σ, applied to z and r.
-        g: the activation g, applied to h̃.
+        sigma: the recurrent activation σ, applied to z and r, as a writer ``sigma(x, out)``.
+        g: the activation g, applied to h̃, likewise.
         reset_after: where the reset gate acts (see above).
-        h_U: None, or a (batch, 3 * units) array that receives the recurrent parts without b':
+        h_U: a (batch, 3 * units) array that receives the recurrent parts without b':
             h_{t-1} U_z, h_{t-1} U_r, and h_{t-1} U_h (reset_after) or (r_t ⊙ h_{t-1}) U_h.
-
-    Returns:
-        (z, r, h_tilde, h), each (batch, units).
+        out: four (batch, units) arrays that receive z, r, h_tilde, h.
     """
     u = h_prev.shape[-1]
     x_z, x_r, x_h = x_part[:, :u], x_part[:, u : 2 * u], x_part[:, 2 * u :]
+    z, r, h_tilde, h = out
     if reset_after:
         # keras/src/layers/rnn/gru.py GRUCell.call: matrix_inner = h_{t-1} U + b', then split
         inner = np.matmul(h_prev, U, out=h_U)  # (batch, 3 * units)
         if b_rec is not None:
             inner = inner + b_rec
-        z = sigma(x_z + inner[:, :u])
-        r = sigma(x_r + inner[:, u : 2 * u])
-        h_tilde = g(x_h + r * inner[:, 2 * u :])
+        sigma(np.add(x_z, inner[:, :u], out=z), z)
+        sigma(np.add(x_r, inner[:, u : 2 * u], out=r), r)
+        g(np.add(x_h, np.multiply(r, inner[:, 2 * u :], out=h_tilde), out=h_tilde), h_tilde)
     else:
-        inner = h_prev @ U[:, : 2 * u]  # (batch, 2 * units)
-        z = sigma(x_z + inner[:, :u])
-        r = sigma(x_r + inner[:, u:])
-        reset_h_U = (r * h_prev) @ U[:, 2 * u :]  # (batch, units)
-        h_tilde = g(x_h + reset_h_U)
-        if h_U is not None:
-            h_U[:, : 2 * u], h_U[:, 2 * u :] = inner, reset_h_U
-    h = z * h_prev + (1 - z) * h_tilde
-    return z, r, h_tilde, h
+        h_U[:, : 2 * u] = h_prev @ U[:, : 2 * u]
+        sigma(np.add(x_z, h_U[:, :u], out=z), z)
+        sigma(np.add(x_r, h_U[:, u : 2 * u], out=r), r)
+        h_U[:, 2 * u :] = reset_product(r, h_prev, U)
+        g(np.add(x_h, h_U[:, 2 * u :], out=h_tilde), h_tilde)
+    np.multiply(z, h_prev, out=h)
+    h += (1 - z) * h_tilde  # h_t = z ⊙ h_{t-1} + (1 - z) ⊙ h̃
 
 
-def simple_rnn_step(x_part, h_prev, U, g, h_U=None):
+def reset_product(r, h_prev, U):
+    """(r_t ⊙ h_{t-1}) U_h, (batch, units): the recurrent part of h̃ with reset_after=False."""
+    return (r * h_prev) @ U[:, 2 * h_prev.shape[-1] :]
+
+
+def simple_rnn_step(x_part, h_prev, U, g, h_U, out):
     """One SimpleRNN step, h_t = g((x_t W + b) + h_{t-1} U), from x_part = x_t W + b.
 
-    x_part is (batch, units), h_prev (batch, units), U (units, units); h_U, if given, receives
-    h_{t-1} U. Returns h_t, (batch, units).
+    x_part is (batch, units), h_prev (batch, units), U (units, units); h_U receives h_{t-1} U
+    and `out` h_t, both (batch, units); g is a writer ``g(x, out)``.
     """
-    return g(x_part + np.matmul(h_prev, U, out=h_U))
+    g(np.add(x_part, np.matmul(h_prev, U, out=h_U), out=out), out)

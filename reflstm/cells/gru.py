@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from reflstm.cells.equations import GRU_GATES, gru_step
+from reflstm.cells.activations import writer
+from reflstm.cells.equations import GRU_GATES, gru_step, reset_product
 from reflstm.errors import refuse
 from reflstm.cells.recurrent import GateView, Recurrent, _weight, check_weights
 from reflstm.cells.trace import GRUTrace
@@ -42,6 +43,7 @@ class GRU(Recurrent):
     b_z, b_r, b_h = (GateView("bias", gate, GRU_GATES) for gate in GRU_GATES)
     STATES = ("h",)
     GATE_FIELDS = ("z", "r", "h_tilde")
+    PREACTIVATIONS = ("input_part", "recurrent_part")
     KERAS1_ARRAYS = 9
 
     def __init__(
@@ -92,7 +94,7 @@ class GRU(Recurrent):
             ),
             keras_backend,
         )
-        self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
+        self._g, self._sigma = (writer(functions[name]) for name in ("activation", "recurrent_activation"))
         if bias is None:
             self._input_bias, self._recurrent_bias = None, None
         elif self.reset_after:
@@ -112,24 +114,30 @@ class GRU(Recurrent):
             ]
         )
 
-    def _step(self, x_part, states, h_U):
+    def _step(self, x_part, states, h_U, out):
         (h_prev,) = states
-        z, r, h_tilde, h = gru_step(
-            x_part, h_prev, self.recurrent_kernel, self._recurrent_bias, self._sigma, self._g,
-            self.reset_after, h_U,
-        )
-        return (z, r, h_tilde), (h,)
+        gru_step(x_part, h_prev, self.recurrent_kernel, self._recurrent_bias, self._sigma, self._g,
+                 self.reset_after, h_U, out)
 
-    def _trace(self, steps, output, input_part, recurrent_part, start, mask):
+    def _recurrent_part(self, h_prev, gates, out):
+        if self.reset_after:
+            np.matmul(h_prev, self.recurrent_kernel, out=out)
+        else:  # the products gru_step makes, in the same form
+            u = self.units
+            out[:, : 2 * u] = h_prev @ self.recurrent_kernel[:, : 2 * u]
+            out[:, 2 * u :] = reset_product(gates["r"], h_prev, self.recurrent_kernel)
+
+    def _replay_needs(self):
+        return ("h",) if self.reset_after else ("h", "r")
+
+    def _trace(self, held, start, mask, replay):
         zeros = np.zeros(3 * self.units, self.dtype)
         return GRUTrace(
-            **steps,
-            output=output,
-            input_part=input_part,
-            recurrent_part=recurrent_part,
+            held=held,
             input_bias=zeros if self._input_bias is None else self._input_bias,
             recurrent_bias=zeros if self._recurrent_bias is None else self._recurrent_bias,
             reset_after=self.reset_after,
             h0=start[0],
             mask=mask,
+            replay=replay,
         )

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from reflstm.cells.activations import writer
 from reflstm.cells.equations import GATES, step
 from reflstm.errors import describe, refuse
 from reflstm.cells.recurrent import GateView, Recurrent, _weight, check_weights
@@ -56,6 +57,7 @@ class LSTM(Recurrent):
     b_i, b_f, b_c, b_o = (GateView("bias", gate, GATES) for gate in GATES)
     STATES = ("h", "c")  # the order of initial_state, return_state and self.states
     GATE_FIELDS = ("i", "f", "c_tilde", "o")
+    PREACTIVATIONS = ("z_x", "z_h")
 
     KERAS1_ARRAYS = 12
 
@@ -100,7 +102,7 @@ class LSTM(Recurrent):
             ),
             keras_backend,
         )
-        self._g, self._sigma = functions["activation"], functions["recurrent_activation"]
+        self._g, self._sigma = (writer(functions[name]) for name in ("activation", "recurrent_activation"))
 
     def __repr__(self):
         options = [
@@ -135,22 +137,23 @@ class LSTM(Recurrent):
     def _keras_fused_loop(self):
         return True  # backend.lstm: on torch's CPU, _fallback_lstm (keras/src/backend/torch/rnn.py)
 
-    def _step(self, x_part, states, h_U):
-        """One step of `reflstm.cells.equations.step` from x_part = x_t W + b; h_U receives h_{t-1} U."""
-        h, c = states
-        U = self.recurrent_kernel
-        z = x_part + (h @ U if h_U is None else np.matmul(h, U, out=h_U))  # (batch, 4 * units)
-        i, f, c_tilde, o, c_new, h_new = step(z, c, self._sigma, self._g)
-        return (i, f, c_tilde, o), (h_new, c_new)
+    def _step(self, x_part, states, h_U, out):
+        """One step of `reflstm.cells.equations.step`: x_part = x_t W + b becomes z = x_part + h_{t-1} U
+        in place; h_U receives h_{t-1} U and `out` the step's i, f, c_tilde, o, c, h."""
+        h_prev, c_prev = states
+        i, f, c_tilde, o, h, c = out  # GATE_FIELDS, then STATES
+        x_part += np.matmul(h_prev, self.recurrent_kernel, out=h_U)  # z, (batch, 4 * units)
+        step(x_part, c_prev, self._sigma, self._g, (i, f, c_tilde, o, c, h))
 
-    def _trace(self, steps, output, input_part, recurrent_part, start, mask):
+    def _recurrent_part(self, h_prev, gates, out):
+        np.matmul(h_prev, self.recurrent_kernel, out=out)
+
+    def _trace(self, held, start, mask, replay):
         return Trace(
-            **steps,
-            output=output,
-            z_x=input_part,
-            z_h=recurrent_part,
+            held=held,
             bias=np.zeros(4 * self.units, self.dtype) if self.bias is None else self.bias,
             h0=start[0],
             c0=start[1],
             mask=mask,
+            replay=replay,
         )

@@ -64,7 +64,15 @@ class Recurrent:
 
     STATES = ("h",)
     GATE_FIELDS = ()
+    PREACTIVATIONS = ()
     KERAS1_ARRAYS = None  # how many per-gate arrays Keras 1 kept, when not today's three
+
+    def __init_subclass__(cls, **options):
+        super().__init_subclass__(**options)
+        # What a trace holds unless told (`trace`'s keep): the gates, the states and the output;
+        # and every name keep takes: those and the pre-activation parts.
+        cls.DEFAULT_KEEP = cls.GATE_FIELDS + cls.STATES + ("output",)
+        cls.QUANTITIES = cls.DEFAULT_KEEP + cls.PREACTIVATIONS
 
     def __new__(cls, *arrays, **options):
         _check_arguments(cls, arrays, options)
@@ -183,7 +191,45 @@ class Recurrent:
             output, (batch, timesteps, units) with return_sequences, else (batch, units); with
             return_state, ``[output, *states]`` (a tuple for keras_version=3, as Keras 3 returns).
         """
-        sequence, last, states, _ = self._run(x, mask, initial_state, record=False)
+        return self._result(*self._run(x, mask, initial_state, keep=None)[:3])
+
+    def trace(self, x, mask=None, initial_state=None, keep=None):
+        """Run as `__call__` does, and return every step's quantities as the layer's trace.
+
+        A trace is a call: on a stateful layer it also carries the final state into the next call.
+
+        Args:
+            keep: the names of the quantities the trace holds, from ``QUANTITIES`` (an LSTM's
+                "i", "f", "c_tilde", "o", "c", "h", "output", "z_x", "z_h"); None for
+                ``DEFAULT_KEEP``, the gates, the states and the output. A trace costs, in time
+                and memory, what it holds. The pre-activation parts are recomputed, bit for bit,
+                when a trace that holds h (and r, for a GRU with reset_after=False) is asked for
+                them (see `reflstm.cells.trace`); name them to have the run keep them instead.
+                Asking a trace for anything else it does not hold raises a ReflstmError.
+        """
+        return self.traced_call(x, mask, initial_state, keep)[1]
+
+    def traced_call(self, x, mask=None, initial_state=None, keep=None):
+        """(what `__call__` returns, the trace `trace` returns), from one run."""
+        sequence, last, states, trace = self._run(x, mask, initial_state, self.check_keep(keep))
+        return self._result(sequence, last, states), trace
+
+    def check_keep(self, keep):
+        """`keep` as a tuple of this layer's quantity names (None: DEFAULT_KEEP), or refused."""
+        if keep is None:
+            return self.DEFAULT_KEEP
+        names = ", ".join(map(repr, self.QUANTITIES))
+        if isinstance(keep, str) or not isinstance(keep, (list, tuple)):
+            raise refuse("keep", f"a tuple of quantity names of a {type(self).__name__} trace ({names})",
+                         describe(keep))
+        for name in keep:
+            if name not in self.QUANTITIES:
+                raise refuse("keep", f"names of quantities of a {type(self).__name__} trace ({names})",
+                             repr(name))
+        return tuple(dict.fromkeys(keep))
+
+    def _result(self, sequence, last, states):
+        """What a call returns, from the run's sequence (or None), last output and final states."""
         output = sequence if self.return_sequences else last
         if self.return_state and output is states[0]:
             output = output.copy()  # Keras returns the output and h as separate tensors
@@ -191,14 +237,6 @@ class Recurrent:
             return output
         result = [output, *states]
         return tuple(result) if self.keras_version == 3 else result
-
-    def trace(self, x, mask=None, initial_state=None):
-        """Run as `__call__` does, and return every step's quantities as the layer's trace.
-
-        A trace is a call: on a stateful layer it also carries the final state into the next call.
-        """
-        *_, trace = self._run(x, mask, initial_state, record=True)
-        return trace
 
     def reset_state(self):
         """Set the carried states of a stateful layer back to zeros, as Keras's reset_state does."""
@@ -236,12 +274,19 @@ class Recurrent:
             return (False, False, False) if self.unroll else (not zero, zero, False)
         return (False, False, zero) if self.unroll else (False, zero, False)
 
-    def _run(self, x, mask, initial_state, record):
-        """(sequence or None, last output, final states, trace or None): the loop over time."""
+    def _run(self, x, mask, initial_state, keep):
+        """(sequence or None, last output, final states, trace or None): the loop over time.
+
+        `keep`: None for a plain call; for a trace, the names of the quantities it holds. Every
+        step writes its quantities straight into preallocated rows, time-major: the rows of a
+        kept quantity (`_Rows`), scratch rows otherwise; a trace's arrays are batch-major views
+        of them. Call and trace run the very same operations, so they agree bit for bit.
+        """
         x = self._check_x(x)
         batch, timesteps = x.shape[:2]
         mask = self._check_mask(mask, batch, timesteps)
-        start = self._start_state(initial_state, batch)
+        # Contiguous copies: the steps' products (and a trace's replay of them) read these.
+        start = tuple(np.array(s, order="C") for s in self._start_state(initial_state, batch))
         if mask is not None:
             self._check_backend_mask()
         starts_at_h0, zero_masked, zero_after = self._mask_rule()
@@ -252,76 +297,72 @@ class Recurrent:
         if self.go_backwards:
             x = x[::-1]
             mask = None if mask is None else mask[:, ::-1]
-        width = self.kernel.shape[1]
-        x_part = (x.reshape(-1, self.input_dim) @ self.kernel).reshape(timesteps, batch, width)
-        step_bias = None
-        if self._input_bias is not None:
-            if record:
-                step_bias = self._input_bias  # the trace keeps x_t W without b: add b step by step
-            else:
-                x_part += self._input_bias  # a plain call folds b in once: the same sums
-        keep = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
+        step_mask = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
 
-        shape = (timesteps, batch, units)
-        if record:
-            gate_steps = [np.empty(shape, dtype) for _ in self.GATE_FIELDS]
-            state_steps = [np.empty(shape, dtype) for _ in self.STATES]
-            h_U = np.empty((timesteps, batch, self.recurrent_kernel.shape[1]), dtype)
-        # Every step's output is kept for return_sequences and traces; without a mask it is h,
-        # and a trace shares one array for both.
-        shares_h = record and keep is None
-        outputs = None
-        if (record or self.return_sequences) and not shares_h:
-            outputs = np.empty(shape, dtype)
+        kept = () if keep is None else keep
+        # Every step's output is kept for return_sequences and for a trace that keeps it; without
+        # a mask it is h, and one array serves for both.
+        wants_outputs = self.return_sequences or "output" in kept
+        stored = set(kept)
+        if wants_outputs and step_mask is None:
+            stored.add("h")
+        rows = _Rows(timesteps, (batch, units), dtype, stored)
+        width = self.kernel.shape[1]
+        part_rows = _Rows(timesteps, (batch, width), dtype, stored)
+        h_U = part_rows.of(self.PREACTIVATIONS[1])
+        if step_mask is None:
+            outputs = rows.of("h")
+        else:
+            outputs = rows.of("output", always=wants_outputs)
+        inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
+        gate_rows = [rows.of(name) for name in self.GATE_FIELDS]
+        state_rows = [rows.of(name) for name in self.STATES]
 
         states = start
         # Keras's "previous output" before step 0: zeros, or h0 on JAX's rolled loop (_mask_rule).
-        output = np.array(start[0]) if starts_at_h0 else np.zeros((batch, units), dtype)
+        output = start[0] if starts_at_h0 else np.zeros((batch, units), dtype)
         cell_step = self._step  # looked up once: the loop runs it every step
         for t in range(timesteps):
-            x_t = x_part[t] if step_bias is None else x_part[t] + step_bias
-            gates, new_states = cell_step(x_t, states, h_U[t] if record else None)
-            if keep is None:
-                states, output = new_states, new_states[0]
-            else:
+            new_states = [r[t] for r in state_rows]
+            cell_step(inputs.step(t), states, h_U[t], [r[t] for r in gate_rows] + new_states)
+            if step_mask is not None:
                 # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state, and
                 # outputs the previous output (zeros before any step ran; h0 on JAX) or, with
                 # zero_output_for_mask, zeros.
-                m = keep[t]
-                states = tuple(np.where(m, new, old) for new, old in zip(new_states, states))
-                output = np.where(m, new_states[0], 0 if zero_masked else output)
-            if outputs is not None:
-                outputs[t] = output
-            if record:
-                for steps, value in zip(gate_steps, gates):
-                    steps[t] = value
-                for steps, value in zip(state_steps, states):
-                    steps[t] = value
+                skipped = ~step_mask[t]
+                for new, old in zip(new_states, states):
+                    np.copyto(new, old, where=skipped)
+                np.copyto(outputs[t], new_states[0])
+                np.copyto(outputs[t], 0 if zero_masked else output, where=skipped)
+            states, output = tuple(new_states), outputs[t]
 
-        if zero_after and keep is not None:
+        if zero_after and step_mask is not None:
             # Unrolled TensorFlow and torch: zero_output_for_mask after the loop (see _mask_rule).
-            if outputs is not None:
-                outputs[...] = np.where(keep[::-1] if self.go_backwards else keep, outputs, 0)
-            output = np.where(keep[-1], output, 0)
+            output = np.where(step_mask[-1], output, 0)
+            if wants_outputs:
+                outputs[...] = np.where(step_mask[::-1] if self.go_backwards else step_mask, outputs, 0)
         if self.stateful:
             self.states = [s.copy() for s in states]  # not the arrays returned to the caller
-        trace = None
-        if record:
-            if shares_h:
-                outputs = state_steps[0]
-            batch_major = lambda a: a.transpose(1, 0, 2)  # noqa: E731
-            steps = dict(zip(self.GATE_FIELDS, map(batch_major, gate_steps)))
-            steps.update(zip(self.STATES, map(batch_major, state_steps)))
-            trace = self._trace(
-                steps,
-                output=batch_major(outputs),
-                input_part=batch_major(x_part),
-                recurrent_part=batch_major(h_U),
-                start=[np.array(s) for s in start],  # copies: the trace freezes its arrays
-                mask=None if mask is None else np.array(mask),
-            )
-        sequence = None if outputs is None else outputs.transpose(1, 0, 2)
+        sequence = outputs.transpose(1, 0, 2) if wants_outputs else None
+        # The caller gets its own last output and states (small); the sequence is the run's own
+        # array, read-only when a trace holds it.
+        output, states = np.array(output), tuple(np.array(s) for s in states)
+        if keep is None:
+            return sequence, output, states, None
+        time_major = {**rows.held, **part_rows.held, self.PREACTIVATIONS[0]: inputs.product}
+        if step_mask is None:
+            time_major["output"] = outputs
+        held = {name: time_major[name].transpose(1, 0, 2) for name in kept}
+        replay = None
+        if all(name in kept for name in self._replay_needs()):
+            replay = _Replay(self, inputs, rows.held, start[0])
+        trace = self._trace(held, start=start, mask=None if mask is None else np.array(mask),
+                            replay=replay)
         return sequence, output, states, trace
+
+    def _replay_needs(self):
+        """What a trace must hold to recompute the pre-activation parts it does not keep."""
+        return ("h",)
 
     def _check_x(self, x):
         x = _numeric("x", x)
@@ -440,6 +481,124 @@ class Recurrent:
             f"reflstm.{type(self).__name__}({', '.join(options)}, "
             f"keras_version={self.keras_version})"
         )
+
+
+class _Rows:
+    """Where a run writes each per-step quantity: (timesteps, *shape) arrays for the names in
+    `stored` (`held`), two alternating scratch rows for any other (a state's previous value
+    stays readable while the next is written)."""
+
+    def __init__(self, timesteps, shape, dtype, stored):
+        self.timesteps, self.shape, self.dtype, self.stored = timesteps, shape, dtype, stored
+        self.held, self.made = {}, {}
+
+    def of(self, name, always=False):
+        """The rows of quantity `name` (made on the first call, the same ones after)."""
+        if name not in self.made:
+            if name in self.stored or always:
+                self.made[name] = self.held[name] = np.empty((self.timesteps, *self.shape), self.dtype)
+            else:
+                self.made[name] = _Alternating(np.empty((2, *self.shape), self.dtype))
+        return self.made[name]
+
+
+class _Alternating:
+    """Two scratch rows indexed like a whole array: row t is row t % 2."""
+
+    def __init__(self, pair):
+        self.pair = pair
+
+    def __getitem__(self, t):
+        return self.pair[t % 2]
+
+
+# The input projection x_t W is made for a block of steps at a time, so that a trace that does not
+# keep it never holds all of it: at most this many bytes (and at least one step).
+PROJECTION_BLOCK_BYTES = 4 * 2**20
+
+
+class _InputProjection:
+    """x_t W (+ b) for the steps of one run, made a block of steps at a time.
+
+    `step(t)` is a private (batch, width) row holding x_t W + b, which the cell may overwrite
+    with its pre-activations. With `keeps_product` the products x_t W are also kept whole in
+    `product` (timesteps, batch, width). `block_product` makes one block's product, the same
+    way for the run and for a trace's replay: the same operands, shapes and blocks.
+    """
+
+    def __init__(self, layer, x, keeps_product):
+        self.layer, self.x = layer, x  # x: (timesteps, batch, input_dim), processing order
+        timesteps, batch = x.shape[:2]
+        width = layer.kernel.shape[1]
+        step_bytes = batch * width * layer.dtype.itemsize
+        self.block = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))
+        self.product = np.empty((timesteps, batch, width), layer.dtype) if keeps_product else None
+        self.rows = np.empty((self.block, batch, width), layer.dtype)  # (block, batch, width)
+        self.bias = layer._input_bias
+        self.first = None
+
+    def block_product(self, first, out):
+        """x_t W for the steps of the block starting at step `first`, into `out`."""
+        x = self.x[first : first + len(out)]
+        np.matmul(x.reshape(-1, x.shape[-1]), self.layer.kernel, out=out.reshape(-1, out.shape[-1]))
+
+    def step(self, t):
+        first = t - t % self.block
+        if first != self.first:
+            self.first, count = first, min(self.block, len(self.x) - first)
+            rows = self.rows[:count]
+            if self.product is None:
+                self.block_product(first, rows)
+            else:
+                self.block_product(first, self.product[first : first + count])
+                np.copyto(rows, self.product[first : first + count])
+            if self.bias is not None:
+                rows += self.bias
+        return self.rows[t - first]
+
+
+class _Replay:
+    """The pre-activation parts of a trace that did not keep them, recomputed when first asked
+    for, with the products its run made: x_t W block by block (`_InputProjection.block_product`)
+    and h_{t-1} U step by step from the h (and r) the trace holds (the cell's `_recurrent_part`).
+    Holds the run's input, time-major (read-only); computes both parts once, then keeps them."""
+
+    def __init__(self, layer, inputs, held, h0):
+        self.layer, self.parts = layer, layer.PREACTIVATIONS
+        # What the trace holds, time-major; x copied unless the run already copied it.
+        self.x = np.array(inputs.x, order="C")
+        self.x.flags.writeable = False
+        self.block = inputs.block
+        self.held = {name: held[name] for name in layer.GATE_FIELDS + layer.STATES if name in held}
+        self.h0 = h0
+        self.done = {}
+
+    def part(self, name):
+        if not self.done:
+            self.done = dict(zip(self.parts, (self._input_part(), self._recurrent_part())))
+        return self.done[name]
+
+    def _input_part(self):
+        timesteps, batch, _ = self.x.shape
+        inputs = _InputProjection(self.layer, self.x, keeps_product=False)
+        out = np.empty((timesteps, batch, self.layer.kernel.shape[1]), self.layer.dtype)
+        for first in range(0, timesteps, self.block):
+            inputs.block_product(first, out[first : first + self.block])
+        return _frozen(out)
+
+    def _recurrent_part(self):
+        h = self.held["h"]
+        out = np.empty((*h.shape[:2], self.layer.recurrent_kernel.shape[1]), self.layer.dtype)
+        for t in range(len(h)):
+            gates = {name: rows[t] for name, rows in self.held.items()}
+            self.layer._recurrent_part(self.h0 if t == 0 else h[t - 1], gates, out[t])
+        return _frozen(out)
+
+
+def _frozen(time_major):
+    batch_major = time_major.transpose(1, 0, 2)
+    batch_major.flags.writeable = False
+    return batch_major
 
 
 def _float64_refusal(keras_backend, dtype, fused):

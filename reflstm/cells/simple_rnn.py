@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from reflstm.cells.activations import writer
 from reflstm.cells.equations import simple_rnn_step
 from reflstm.errors import refuse
 from reflstm.cells.recurrent import Recurrent, _weight, check_weights
@@ -29,6 +30,7 @@ class SimpleRNN(Recurrent):
 
     STATES = ("h",)
     GATE_FIELDS = ()
+    PREACTIVATIONS = ("input_part", "recurrent_part")
 
     def __init__(
         self,
@@ -66,7 +68,7 @@ class SimpleRNN(Recurrent):
             ),
             keras_backend,
         )
-        self._g = functions["activation"]
+        self._g = writer(functions["activation"])
 
     @property
     def W(self):
@@ -90,17 +92,18 @@ class SimpleRNN(Recurrent):
     def __repr__(self):
         return self._repr([f"activation={self.activation!r}"])
 
-    def _step(self, x_part, states, h_U):
+    def _step(self, x_part, states, h_U, out):
         (h_prev,) = states
-        return (), (simple_rnn_step(x_part, h_prev, self.recurrent_kernel, self._g, h_U),)
+        simple_rnn_step(x_part, h_prev, self.recurrent_kernel, self._g, h_U, *out)
 
-    def _trace(self, steps, output, input_part, recurrent_part, start, mask):
+    def _recurrent_part(self, h_prev, gates, out):
+        np.matmul(h_prev, self.recurrent_kernel, out=out)
+
+    def _trace(self, held, start, mask, replay):
         return SimpleRNNTrace(
-            **steps,
-            output=output,
-            input_part=input_part,
-            recurrent_part=recurrent_part,
+            held=held,
             bias=np.zeros(self.units, self.dtype) if self.bias is None else self.bias,
             h0=start[0],
             mask=mask,
+            replay=replay,
         )

@@ -2,6 +2,14 @@
 
 `Trace` is the LSTM's, `GRUTrace` the GRU's, `SimpleRNNTrace` the SimpleRNN's. All are in
 processing order (see `Trace`) and treat masked steps alike (see `Trace`).
+
+A trace holds the quantities its run was asked to keep (``layer.trace(x, keep=...)``; by
+default the gates, the states and the output) and nothing else. The pre-activation parts (an
+LSTM's ``z_x``, ``z_h``, a GRU's or SimpleRNN's ``input_part``, ``recurrent_part``) are kept only
+when named; otherwise a trace that holds ``h`` recomputes them when first asked, with the very
+products the run made (same operands, shapes and order; see `Recurrent._replay`), so they are
+bit for bit what the step summed. Asking for a quantity a trace does not hold raises a
+`reflstm.errors.ReflstmError` that says how to keep it.
 """
 
 import dataclasses
@@ -9,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from reflstm.cells.equations import GRU_GATES, gate_slice
+from reflstm.errors import ReflstmError
 
 __all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace"]
 
@@ -18,11 +27,62 @@ def _freeze(trace):
         value = getattr(trace, field.name)
         if isinstance(value, np.ndarray):
             value.flags.writeable = False
+    for value in trace.held.values():
+        value.flags.writeable = False
 
 
 def _h_prev(trace):
     return np.concatenate([trace.h0[:, None], trace.h[:, :-1]], axis=1)
 
+
+class Quantity:
+    """One per-step quantity of a trace, read from what the trace holds.
+
+    A pre-activation part the trace does not hold is recomputed by its replay (then held); any
+    other quantity it does not hold is refused, naming the `keep` that would have kept it.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, trace, owner=None):
+        if trace is None:
+            return self
+        if self.name in trace.held:
+            return trace.held[self.name]
+        if trace.replay is not None and self.name in trace.replay.parts:
+            return trace.replay.part(self.name)
+        raise _not_kept(trace, self.name)
+
+
+def _not_kept(trace, name):
+    kept = ", ".join(repr(k) for k in trace.kept) or "nothing"
+    hint = f"trace(x, keep=(..., {name!r})), or --keep {name} on the command line"
+    if name in type(trace).PREACTIVATIONS:
+        hint += "; or keep h (and r, for a GRU with reset_after=False) to have it recomputed"
+    return ReflstmError(f"trace.{name}: expected a quantity this trace keeps ({kept}); "
+                        f"received a request for {name!r}, which it was not asked to keep: trace "
+                        f"with {hint}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Held:
+    """What every trace has: `held`, the arrays it keeps by name, and `replay`, which recomputes
+    the pre-activation parts it does not keep (None when it cannot: it does not hold h)."""
+
+    held: dict
+    replay: object
+
+    PREACTIVATIONS = ()
+
+    @property
+    def kept(self):
+        """The names of the quantities this trace holds (what ``keep`` asked for), in that order."""
+        return tuple(self.held)
+
+    @property
+    def units(self):
+        return self.h0.shape[-1]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Preactivation:
@@ -38,19 +98,21 @@ class Preactivation:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Trace:
+class Trace(_Held):
     """What an LSTM computed at every step, in processing order.
 
     Step t of the trace is the t-th step the layer processed: with ``go_backwards=True`` that is
     input step ``timesteps - 1 - t``, so ``h`` lines up with what Keras returns for
     ``return_sequences=True``. The equations are in `reflstm.cells.equations`.
 
-    Fields, each (batch, timesteps, units) unless stated:
+    Quantities (each held when ``keep`` names it; see the module docstring), each
+    (batch, timesteps, units) unless stated:
         i, f, c_tilde, o: the gates and the candidate, as the cell computed them at step t.
         c, h: the cell state C_t and hidden state h_t carried out of step t.
         output: what Keras returns for this step with ``return_sequences=True``.
         z_x: (batch, timesteps, 4 * units), the input part x_t W of the pre-activations.
         z_h: (batch, timesteps, 4 * units), the recurrent part h_{t-1} U.
+    Fields:
         bias: (4 * units,), b; zeros when the layer has no bias.
         h0, c0: (batch, units), the state the run started from.
         mask: (batch, timesteps) bool in processing order, or None when no mask was given.
@@ -64,15 +126,8 @@ class Trace:
     C_t = f ⊙ C_{t-1} + i ⊙ c̃ does not hold, and ``output`` may differ from ``h``.
     """
 
-    i: np.ndarray
-    f: np.ndarray
-    c_tilde: np.ndarray
-    o: np.ndarray
-    c: np.ndarray
-    h: np.ndarray
-    output: np.ndarray
-    z_x: np.ndarray
-    z_h: np.ndarray
+    i, f, c_tilde, o, c, h, output, z_x, z_h = (Quantity() for _ in range(9))
+    PREACTIVATIONS = ("z_x", "z_h")
     bias: np.ndarray
     h0: np.ndarray
     c0: np.ndarray
@@ -80,10 +135,6 @@ class Trace:
 
     def __post_init__(self):
         _freeze(self)
-
-    @property
-    def units(self):
-        return self.h.shape[-1]
 
     @property
     def z(self):
@@ -126,11 +177,12 @@ class GRUPreactivation:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class GRUTrace:
+class GRUTrace(_Held):
     """What a GRU computed at every step, in processing order (as `Trace`; equations in
     `reflstm.cells.equations`).
 
-    Fields, each (batch, timesteps, units) unless stated:
+    Quantities (held when ``keep`` names them, as for `Trace`), each (batch, timesteps, units)
+    unless stated:
         z, r: the update and reset gates at step t.
         h_tilde: the candidate h̃_t.
         h: the state h_t carried out of step t.
@@ -140,6 +192,7 @@ class GRUTrace:
             h_{t-1} U_z, h_{t-1} U_r, and for the candidate h_{t-1} U_h when ``reset_after=True``
             (the reset gate then multiplies that product plus b'_h) or (r_t ⊙ h_{t-1}) U_h
             when ``reset_after=False`` (the reset gate has already acted on h_{t-1}).
+    Fields:
         input_bias: (3 * units,), b (row 0 of Keras's (2, 3 * units) bias with reset_after).
         recurrent_bias: (3 * units,), b' (row 1); zeros with reset_after=False.
         reset_after: where the reset gate acts.
@@ -150,13 +203,8 @@ class GRUTrace:
     through and output follows Keras's rule, as described in `Trace`.
     """
 
-    z: np.ndarray
-    r: np.ndarray
-    h_tilde: np.ndarray
-    h: np.ndarray
-    output: np.ndarray
-    input_part: np.ndarray
-    recurrent_part: np.ndarray
+    z, r, h_tilde, h, output, input_part, recurrent_part = (Quantity() for _ in range(7))
+    PREACTIVATIONS = ("input_part", "recurrent_part")
     input_bias: np.ndarray
     recurrent_bias: np.ndarray
     reset_after: bool
@@ -165,10 +213,6 @@ class GRUTrace:
 
     def __post_init__(self):
         _freeze(self)
-
-    @property
-    def units(self):
-        return self.h.shape[-1]
 
     @property
     def h_prev(self):
@@ -192,34 +236,29 @@ class GRUTrace:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class SimpleRNNTrace:
+class SimpleRNNTrace(_Held):
     """What a SimpleRNN computed at every step, in processing order (as `Trace`).
 
-    Fields, each (batch, timesteps, units) unless stated:
+    Quantities (held when ``keep`` names them, as for `Trace`), each (batch, timesteps, units):
         h: the state h_t = g(x_t W + b + h_{t-1} U) carried out of step t (at a masked step, the
             state carried through, as described in `Trace`).
         output: what Keras returns for this step with ``return_sequences=True``.
         input_part: x_t W.
         recurrent_part: h_{t-1} U.
+    Fields:
         bias: (units,), b; zeros without a bias.
         h0: (batch, units), the state the run started from.
         mask: (batch, timesteps) bool in processing order, or None.
     """
 
-    h: np.ndarray
-    output: np.ndarray
-    input_part: np.ndarray
-    recurrent_part: np.ndarray
+    h, output, input_part, recurrent_part = (Quantity() for _ in range(4))
+    PREACTIVATIONS = ("input_part", "recurrent_part")
     bias: np.ndarray
     h0: np.ndarray
     mask: "np.ndarray | None"
 
     def __post_init__(self):
         _freeze(self)
-
-    @property
-    def units(self):
-        return self.h.shape[-1]
 
     @property
     def h_prev(self):
