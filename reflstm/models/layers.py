@@ -323,15 +323,17 @@ class RecurrentLayer(_CarriesStates):
         """The reflstm recurrent layers inside: (cell,) here, (forward, backward) in a Bidirectional."""
         return (self.cell,)
 
-    def __call__(self, inputs, masks, traces=None, use_mask=True):
-        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
+    def __call__(self, inputs, masks, traces=None, use_mask=True, keep=None):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on.
+
+        With `traces` (a dict), also leave the layer's trace there, holding the names of `keep`
+        that the layer has (None: its DEFAULT_KEEP)."""
         x, *state = inputs
         state = state or None
         mask = masks[0] if use_mask else None
         if traces is not None:
-            trace = self.cell.trace(x, mask=mask, initial_state=state)
-            traces[self.name] = trace
-            outputs = self.outputs_from_trace(trace)
+            result, traces[self.name] = self.cell.traced_call(x, mask, state, keep_for(self.cell, keep))
+            outputs = _as_list(result)
         else:
             outputs = _as_list(self.cell(x, mask=mask, initial_state=state))
         output_mask = masks[0] if self.cell.return_sequences else None
@@ -360,6 +362,11 @@ LSTMLayer = RecurrentLayer  # the name before the GRU and SimpleRNN joined
 def _as_list(value):
     """A layer's or LSTM's result as a list of arrays (one array becomes a list of one)."""
     return [np.asarray(v) for v in value] if isinstance(value, (list, tuple)) else [np.asarray(value)]
+
+
+def keep_for(cell, keep):
+    """The names of a model-wide `keep` that recurrent layer `cell` has (None stays None)."""
+    return None if keep is None else tuple(name for name in keep if name in cell.QUANTITIES)
 
 
 def _outputs_from_trace(lstm, trace):
@@ -408,18 +415,19 @@ class Bidirectional(_CarriesStates):
     def cells(self):
         return (self.forward, self.backward)
 
-    def __call__(self, inputs, masks, traces=None, use_mask=True):
-        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on."""
+    def __call__(self, inputs, masks, traces=None, use_mask=True, keep=None):
+        """(outputs, masks); with use_mask=False the steps run unmasked but the mask passes on.
+        With `traces`, also its trace, as `RecurrentLayer.__call__` leaves one."""
         x, *state = inputs
         forward_state, backward_state = _split_states(state)
         step_mask = masks[0] if use_mask else None
         if traces is not None:
-            trace = BidirectionalTrace(
-                forward=self.forward.trace(x, step_mask, forward_state),
-                backward=self.backward.trace(x, step_mask, backward_state),
-            )
-            traces[self.name] = trace
-            outputs = self.outputs_from_trace(trace)
+            forward, forward_trace = self.forward.traced_call(
+                x, step_mask, forward_state, keep_for(self.forward, keep))
+            backward, backward_trace = self.backward.traced_call(
+                x, step_mask, backward_state, keep_for(self.backward, keep))
+            traces[self.name] = BidirectionalTrace(forward=forward_trace, backward=backward_trace)
+            outputs = self._merge(forward, backward)
         else:
             outputs = self._merge(
                 self.forward(x, mask=step_mask, initial_state=forward_state),

@@ -5,7 +5,7 @@ import contextlib
 import numpy as np
 
 from reflstm.formats.config import NO_MASK_ARGUMENT, Slot, parse_model
-from reflstm.errors import ReflstmError, refuse
+from reflstm.errors import ReflstmError, describe, refuse
 from reflstm.models.layers import Bidirectional, RecurrentLayer
 from reflstm.cells.lstm import LSTM
 from reflstm.models.not_run import NotRun
@@ -259,9 +259,13 @@ class Model:
         outputs = [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def trace(self, x):
+    def trace(self, x, keep=None):
         """{layer name: trace} for every recurrent layer: a `Trace` for an LSTM, a `GRUTrace` for a
         GRU, a `SimpleRNNTrace` for a SimpleRNN, a `BidirectionalTrace` for a Bidirectional.
+
+        `keep`: the names of the quantities the traces hold (see `reflstm.LSTM.trace`); each
+        layer keeps those it has (``keep=("h", "c")`` keeps a GRU's h), and a name no recurrent
+        layer of the model has is refused. None: every layer's default.
 
         A layer called more than once in the graph (a shared layer) keeps its last call's trace.
 
@@ -271,11 +275,24 @@ class Model:
         """
         traces = {}
         self.check_runnable("trace it")
+        keep = self._check_keep(keep)
         inputs = self._inputs(x)
         self._check_stateful_batch(inputs, "a trace is one call; predict takes several batches in turn")
         with self._states_kept_on_error():
-            self._run(inputs, traces=traces)
+            self._run(inputs, traces=traces, keep=keep)
         return traces
+
+    def _check_keep(self, keep):
+        """`keep` as a tuple of names some recurrent layer of the model has, or refused."""
+        if keep is None:
+            return None
+        cells = [cell for layer in self.recurrent_layers.values() for cell in layer.cells]
+        names = list(dict.fromkeys(name for cell in cells for name in cell.QUANTITIES))
+        if isinstance(keep, str) or not isinstance(keep, (list, tuple)) or not all(
+                name in names for name in keep):
+            raise refuse("keep", "a tuple of names of quantities the model's recurrent layers "
+                         f"trace ({', '.join(map(repr, names))})", describe(keep))
+        return tuple(keep)
 
     def layer_outputs(self, x):
         """{layer name: what the layer returned} for every layer the model runs on x, in
@@ -373,7 +390,7 @@ class Model:
         result = [grads.get((name, 0, 0)) for name in self.graph.inputs]
         return result[0] if len(result) == 1 else result
 
-    def _run(self, inputs, traces, record=None, results=None):
+    def _run(self, inputs, traces, record=None, results=None, keep=None):
         """Evaluate the graph; each node once, inputs as given, masks as Keras propagates them.
 
         With `record` (a list), append (node key, node, input arrays, input masks, output count)
@@ -390,12 +407,12 @@ class Model:
         # Graph.order puts every node after the nodes it reads: one pass, no recursion.
         for key in self.graph.order:
             node = self.graph.nodes[key]
-            results[key], arrays, masks = self._call(node, output, traces)
+            results[key], arrays, masks = self._call(node, output, traces, keep)
             if record is not None:
                 record.append((key, node, arrays, list(masks), len(results[key][0])))
         return [output(*triple)[0] for triple in self.graph.outputs]
 
-    def _call(self, node, output, traces):
+    def _call(self, node, output, traces, keep=None):
         """One node's (outputs, masks), from `output(name, node, tensor)` of the nodes it reads;
         also its input arrays and masks as the call saw them."""
         arrays, masks = map(list, zip(*(output(*source) for source in node.inputs))) if node.inputs else ([], [])
@@ -412,7 +429,7 @@ class Model:
             # still carries the input's mask.
             unmasked = (self.keras_version == 3 and len(arrays) > 1
                         and node.mask is NO_MASK_ARGUMENT)
-            result = layer(arrays, masks, traces, use_mask=not unmasked)
+            result = layer(arrays, masks, traces, use_mask=not unmasked, keep=keep)
             if unmasked:
                 masks = [None] + masks[1:]  # as the backward pass must see the call
             return result, arrays, masks
