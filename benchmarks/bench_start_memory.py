@@ -5,8 +5,10 @@
 - Cold start: a saved two-layer model traced by `reflstm trace` in a fresh process, against
   loading the same file with Keras and predicting, in a fresh process: wall time and peak RSS
   (from the kernel's accounting of each child process).
-- Peak memory of a trace (tracemalloc, which sees NumPy's allocations) against the size of the
-  trace itself plus its input.
+- Peak memory of a trace (tracemalloc, which sees NumPy's allocations) against the size of
+  what the trace keeps plus its input, for the default keep (i, f, c~, o, C, h), with the
+  pre-activations kept too, and for keep=("h", "c"). What a trace keeps includes the copy of
+  its input it holds to recompute pre-activations it did not keep.
 """
 
 import argparse
@@ -62,6 +64,9 @@ def cold_start(repeats):
             for name, rs in runs.items()}
 
 
+KEEPS = {"default": None, "with pre-activations": "all", "h, c": ("h", "c")}
+
+
 def trace_memory(points=((64, 200, 64, 256), (512, 50, 32, 128)), dtype="float32"):
     import reflstm
 
@@ -72,33 +77,43 @@ def trace_memory(points=((64, 200, 64, 256), (512, 50, 32, 128)), dtype="float32
                            rng.normal(0, 0.3, (units, 4 * units)).astype(dtype),
                            rng.normal(0, 0.3, 4 * units).astype(dtype))
         x = rng.normal(size=(batch, timesteps, input_dim)).astype(dtype)
-        tracemalloc.start()
-        tr = ref.trace(x)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        arrays = {id(a.base if a.base is not None else a): a for a in
-                  (tr.i, tr.f, tr.c_tilde, tr.o, tr.c, tr.h, tr.output, tr.z_x, tr.z_h)}
-        trace_bytes = sum((a.base if a.base is not None else a).nbytes for a in arrays.values())
-        rows.append({"point": [batch, timesteps, input_dim, units], "trace_mib": trace_bytes / 2**20,
-                     "input_mib": x.nbytes / 2**20, "peak_mib": peak / 2**20,
-                     "ratio": (peak + x.nbytes) / (trace_bytes + x.nbytes)})
+        for keep_name, keep in KEEPS.items():
+            tracemalloc.start()
+            tr = ref.trace(x, keep=ref.QUANTITIES if keep == "all" else keep)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            trace_bytes = kept_bytes(tr)
+            rows.append({"point": [batch, timesteps, input_dim, units], "keep": keep_name,
+                         "trace_mib": trace_bytes / 2**20, "input_mib": x.nbytes / 2**20,
+                         "peak_mib": peak / 2**20,
+                         "ratio": (peak + x.nbytes) / (trace_bytes + x.nbytes)})
     return rows
+
+
+def kept_bytes(trace):
+    """Bytes of the arrays a trace holds (each array once, views counted by their base)."""
+    arrays = list(trace.held.values()) + ([trace.replay.x] if trace.replay is not None else [])
+    bases = {id(a.base if a.base is not None else a): (a.base if a.base is not None else a) for a in arrays}
+    return sum(a.nbytes for a in bases.values())
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json")
+    parser.add_argument("--memory-only", action="store_true", help="skip the cold start")
     args = parser.parse_args(argv)
-    start = cold_start(args.repeats)
-    print(f"{'cold start (2-layer model, 32x50x16)':<40} {'wall':>8} {'peak RSS':>10}")
+    start = {} if args.memory_only else cold_start(args.repeats)
+    if start:
+        print(f"{'cold start (2-layer model, 32x50x16)':<40} {'wall':>8} {'peak RSS':>10}")
     for name, r in start.items():
         print(f"{name:<40} {r['wall_s']:>7.2f}s {r['peak_rss_mib']:>7.0f}MiB")
     memory = trace_memory()
-    print(f"{'trace memory (batch,T,in,units)':<40} {'trace':>8} {'peak':>8} {'(peak+input)/(trace+input)':>28}")
+    print(f"{'trace memory (batch,T,in,units)':<24} {'keep':<22} {'kept':>8} {'peak':>8} "
+          f"{'(peak+input)/(kept+input)':>27}")
     for r in memory:
-        print(f"{','.join(map(str, r['point'])):<40} {r['trace_mib']:>6.0f}MiB {r['peak_mib']:>6.0f}MiB "
-              f"{r['ratio']:>28.2f}")
+        print(f"{','.join(map(str, r['point'])):<24} {r['keep']:<22} {r['trace_mib']:>6.0f}MiB "
+              f"{r['peak_mib']:>6.0f}MiB {r['ratio']:>27.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cold_start": start, "trace_memory": memory}, f, indent=1)

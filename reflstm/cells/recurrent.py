@@ -311,12 +311,12 @@ class Recurrent:
         part_rows = _Rows(timesteps, (batch, width), dtype, stored)
         h_U = part_rows.of(self.PREACTIVATIONS[1])
         if step_mask is None:
-            outputs = rows.of("h")
+            outputs = rows.of("h", turns=2)
         else:
-            outputs = rows.of("output", always=wants_outputs)
+            outputs = rows.of("output", always=wants_outputs, turns=2)
         inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
         gate_rows = [rows.of(name) for name in self.GATE_FIELDS]
-        state_rows = [rows.of(name) for name in self.STATES]
+        state_rows = [rows.of(name, turns=2) for name in self.STATES]
 
         states = start
         # Keras's "previous output" before step 0: zeros, or h0 on JAX's rolled loop (_mask_rule).
@@ -485,36 +485,36 @@ class Recurrent:
 
 class _Rows:
     """Where a run writes each per-step quantity: (timesteps, *shape) arrays for the names in
-    `stored` (`held`), two alternating scratch rows for any other (a state's previous value
-    stays readable while the next is written)."""
+    `stored` (`held`), scratch rows for any other: one, or two in turn for a state (`turns=2`),
+    whose previous value stays readable while the next is written."""
 
     def __init__(self, timesteps, shape, dtype, stored):
         self.timesteps, self.shape, self.dtype, self.stored = timesteps, shape, dtype, stored
         self.held, self.made = {}, {}
 
-    def of(self, name, always=False):
+    def of(self, name, always=False, turns=1):
         """The rows of quantity `name` (made on the first call, the same ones after)."""
         if name not in self.made:
             if name in self.stored or always:
                 self.made[name] = self.held[name] = np.empty((self.timesteps, *self.shape), self.dtype)
             else:
-                self.made[name] = _Alternating(np.empty((2, *self.shape), self.dtype))
+                self.made[name] = _Scratch(np.empty((turns, *self.shape), self.dtype))
         return self.made[name]
 
 
-class _Alternating:
-    """Two scratch rows indexed like a whole array: row t is row t % 2."""
+class _Scratch:
+    """Scratch rows indexed like a whole array: row t is row t % len(rows)."""
 
-    def __init__(self, pair):
-        self.pair = pair
+    def __init__(self, rows):
+        self.rows = rows
 
     def __getitem__(self, t):
-        return self.pair[t % 2]
+        return self.rows[t % len(self.rows)]
 
 
 # The input projection x_t W is made for a block of steps at a time, so that a trace that does not
 # keep it never holds all of it: at most this many bytes (and at least one step).
-PROJECTION_BLOCK_BYTES = 4 * 2**20
+PROJECTION_BLOCK_BYTES = 2**20
 
 
 class _InputProjection:
