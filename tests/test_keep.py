@@ -171,3 +171,38 @@ def test_bidirectional_trace_keeps_in_both_directions(tmp_path):
     for direction in ("forward", "backward"):
         assert getattr(small, direction).kept == ("c",)
         assert_same_bits(getattr(small, direction).c, getattr(full, direction).c)
+
+
+def test_cli_trace_keep_writes_what_it_keeps(tmp_path, capsys):
+    """reflstm trace --keep h,c,z_h writes those of each layer, equal to Model.trace's."""
+    from reflstm import cli
+
+    model = build_model("gru_family", 3, "float64")
+    x = model_inputs(model)
+    path = save(model, tmp_path, 3, "keras")
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "t.npz"
+    assert cli.main(["trace", str(path), "--input", str(tmp_path / "x.npy"), "--out", str(out),
+                     "--keep", "h,c,z_h"]) == 0
+    saved = np.load(out)
+    traces = reflstm.load(path).trace(x, keep=("h", "c", "z_h"))
+    assert sorted(k for k in saved if k.startswith("lstm/")) == ["lstm/c", "lstm/h", "lstm/z_h"]
+    assert sorted(k for k in saved if k.startswith("gru/")) == ["gru/h"]
+    for key in saved:
+        layer, quantity = key.split("/")
+        assert_same_bits(saved[key], getattr(traces[layer], quantity))
+
+
+def test_cli_trace_refuses_an_unknown_keep(tmp_path, capsys):
+    """--keep with a name no traced layer has: one line naming --keep, exit 2, nothing written."""
+    from reflstm import cli
+
+    model = build_model("lstm_stack", 3)
+    path = save(model, tmp_path, 3, "keras")
+    np.save(tmp_path / "x.npy", model_inputs(model))
+    out = tmp_path / "t.npz"
+    code = cli.main(["trace", str(path), "--input", str(tmp_path / "x.npy"), "--out", str(out),
+                     "--keep", "h,gamma"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--keep" in err and "'gamma'" in err and "Traceback" not in err
+    assert not out.exists()

@@ -55,14 +55,20 @@ def layer_trace(model, name, x, direction=None):
     return trace, names[0]
 
 
-def trace_arrays(name, trace):
+def trace_arrays(name, trace, kept=False):
+    """{'layer/quantity': array} of a layer's trace: its kind's quantities, or with `kept`, what
+    the trace keeps (in that same order, then output and the pre-activation parts)."""
     if isinstance(trace, BidirectionalTrace):
         out = {}
         for direction in ("forward", "backward"):
-            for key, value in trace_arrays(f"{name}/{direction}", getattr(trace, direction)).items():
+            for key, value in trace_arrays(f"{name}/{direction}", getattr(trace, direction), kept).items():
                 out[key] = value
         return out
-    return {f"{name}/{q}": np.ascontiguousarray(getattr(trace, q)) for q in trace_quantities(trace)}
+    quantities = trace_quantities(trace)
+    if kept:
+        order = quantities + ("output",) + type(trace).PREACTIVATIONS
+        quantities = [q for q in order if q in trace.kept]
+    return {f"{name}/{q}": np.ascontiguousarray(getattr(trace, q)) for q in quantities}
 
 
 def trace_quantities(trace):

@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 from reflstm.cli.inputs import INPUT_HELP, read_input, whole_batches
-from reflstm.cli.layers import QUANTITIES_OF, add_model_file, directions, layer_names, load_model, trace_arrays
+from reflstm.cli.layers import add_model_file, directions, layer_names, load_model, trace_arrays
 from reflstm.cli.outputs import atomic_output, can_create_in, progress, writable
 from reflstm.errors import refuse
 
@@ -33,6 +33,11 @@ def add_parser(commands):
     trace.add_argument("--format", choices=["npz", "csv"],
                        help="npz (default), or csv: a folder of CSV files (default when --out ends in '/')")
     trace.add_argument("--dtype", choices=["float32", "float64"], help="compute in this dtype")
+    trace.add_argument("--keep", metavar="NAMES",
+                       help="only these quantities, comma-separated, e.g. h,c (each layer writes those it has; "
+                       "default: every gate and state); also output, and the pre-activation parts z_x, z_h "
+                       "(LSTM) or input_part, recurrent_part (GRU, SimpleRNN), (batch, timesteps, k * units). "
+                       "A trace costs, in time and memory, what it keeps")
     trace.add_argument("--chunk", type=int,
                        help=f"samples traced at a time (default {TRACE_CHUNK}; a stateful model's batch "
                        "size, its only one); memory is one chunk's trace")
@@ -49,12 +54,13 @@ def run(args):
     if args.dtype:
         model = model.astype(args.dtype)
     names = layer_names(model, args.layer)
+    keep = _keep(args.keep, model, names)
     if args.layer_input is None:
         model.check_runnable("trace it")
         x = read_input(args.input, model)
-        trace = model.trace
+        trace = lambda chunk: model.trace(chunk, keep=keep)  # noqa: E731
     else:
-        x, trace = _layer_alone(model, args.layer, args.layer_input)
+        x, trace = _layer_alone(model, args.layer, args.layer_input, keep)
     if model.batch_size is not None:  # stateful: one batch at a time, the states carried on
         if args.chunk not in (None, model.batch_size):
             raise refuse("--chunk", f"{model.batch_size} or none, the batch size of this stateful model",
@@ -75,7 +81,7 @@ def run(args):
         for count, start in enumerate(starts, 1):
             traces = trace(x[start : start + args.chunk])
             for name in names:
-                for key, value in trace_arrays(name, traces[name]).items():
+                for key, value in trace_arrays(name, traces[name], keep is not None).items():
                     if as_csv:
                         _append_csv(scratch, key, value, start)
                         maps[key] = value.shape[-1]
@@ -93,9 +99,10 @@ def run(args):
         else:
             with atomic_output(out) as temporary:
                 np.savez(temporary, **maps)
+        files = len(maps)
         del maps  # release the memory maps before the scratch folder goes
     if as_csv:
-        print(f"wrote {out}: {len(_arrays_keys(model, names))} CSV files for {', '.join(names)}, named "
+        print(f"wrote {out}: {files} CSV files for {', '.join(names)}, named "
               "layer_quantity.csv; columns sample, step (both from 0), unit_0, unit_1, ...; "
               "one row per sample and step")
     else:
@@ -104,7 +111,21 @@ def run(args):
     return 0
 
 
-def _layer_alone(model, name, path):
+def _keep(text, model, names):
+    """--keep as names of quantities the traced layers have; None without it."""
+    if text is None:
+        return None
+    cells = [cell for name in names for _, cell in directions(model.recurrent_layers[name])]
+    known = list(dict.fromkeys(q for cell in cells for q in cell.QUANTITIES))
+    keep = tuple(q.strip() for q in text.split(","))
+    for q in keep:
+        if q not in known:
+            raise refuse("--keep", f"comma-separated names of quantities of {', '.join(names)} "
+                         f"({', '.join(known)})", repr(q))
+    return keep
+
+
+def _layer_alone(model, name, path, keep):
     """--layer-input: the array, and a function tracing layer `name` alone on a chunk of it."""
     if name is None:
         raise refuse("--layer", "the recurrent layer that --layer-input reaches", "none")
@@ -121,7 +142,7 @@ def _layer_alone(model, name, path):
 
     def trace(chunk):
         traces = {}
-        layer([chunk], [None], traces)
+        layer([chunk], [None], traces, keep=keep)
         return traces
 
     return x, trace
@@ -143,11 +164,6 @@ def _csv_folder(path):
 def _csv_name(key):
     """'layer/quantity' (or 'layer/direction/quantity') as a file name: layer_quantity.csv."""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in key.replace("/", "_")) + ".csv"
-
-
-def _arrays_keys(model, names):
-    return [name for name in names for _, cell in directions(model.recurrent_layers[name])
-            for _ in QUANTITIES_OF[type(cell).__name__]]
 
 
 def _append_csv(folder, key, value, start):
