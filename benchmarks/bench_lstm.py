@@ -4,7 +4,8 @@
     python benchmarks/bench_lstm.py --quick          # a tiny smoke run (the test suite runs it)
 
 For each grid point (batch, timesteps, input_dim, units) it times, interleaved so that machine
-drift hits every method alike, and reports medians and ratios to the NumPy lower bound:
+drift hits every method alike (the order rotated every repeat), and reports medians and ratios
+to the NumPy lower bound:
 
 - trace:    reflstm's full trace of every step: i, f, c~, o, C, h (the default keep; the
             pre-activations are recomputed only when asked for)
@@ -99,10 +100,14 @@ def measure(grid, repeats, dtype, with_frameworks, seed=0):
     for point in grid:
         table = methods(point, dtype, rng, with_frameworks)
         times = {name: [] for name in table}
-        for _ in range(repeats):
-            for name, run in table.items():  # interleaved: each repeat runs every method once
+        names = list(table)
+        for repeat in range(repeats):
+            # Interleaved: each repeat runs every method once, in an order rotated every repeat,
+            # so that no method always runs right after the same other one (torch's and
+            # TensorFlow's worker threads stay busy for a moment after their calls).
+            for name in names[repeat % len(names):] + names[: repeat % len(names)]:
                 start = time.perf_counter()
-                run()
+                table[name]()
                 times[name].append(time.perf_counter() - start)
         medians = {name: statistics.median(t) for name, t in times.items()}
         results.append({"point": point, "dtype": dtype, "median_s": medians,
