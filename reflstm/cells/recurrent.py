@@ -11,7 +11,8 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
 - masks: at a masked step the cell runs but its result is discarded; the state is carried
   through and the output repeats the previous output (zeros before any step ran), or is zeros
   with ``zero_output_for_mask``;
-- what a call returns (``return_sequences``, ``return_state``) and what a trace records;
+- what a call returns (``return_sequences``, ``return_state``) and what a trace holds (its
+  ``keep``; every step writes straight into the rows of what is kept, scratch rows otherwise);
 - where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
   JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
   layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
@@ -20,11 +21,16 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
 
 A cell subclass provides its equations (in `reflstm.cells.equations`) through:
 
-    STATES       names of the carried states, the output state "h" first: ("h", "c") for the LSTM
-    GATE_FIELDS  names of what its step computes besides the states, in the order `_step` returns them
-    _input_bias  the bias added to x_t W, or None (a plain call adds it to every step at once)
-    _step(x_part, states, h_U) -> (gates, new states): one step from x_part = x_t W + b
-    _trace(...)  its trace from the recorded steps
+    STATES          names of the carried states, the output state "h" first: ("h", "c") for the LSTM
+    GATE_FIELDS     names of what its step computes besides the states, in the order `_step` writes them
+    PREACTIVATIONS  names of its pre-activation parts in a trace: x_t W, then h_{t-1} U
+    _input_bias     the bias added to x_t W, or None
+    _step(x_part, states, h_U, out): one step from x_part = x_t W + b (a private row it may
+                    overwrite); h_U receives the recurrent part, `out` the rows of GATE_FIELDS
+                    then STATES
+    _recurrent_part(h_prev, gates, out): the recurrent part again, with the step's own
+                    products, for a trace that did not keep it (`_Replay`)
+    _trace(held, start, mask, replay): its trace from the kept rows
 
 and the weights ``kernel`` (input_dim, k * units) and ``recurrent_kernel`` (units, k * units).
 """
