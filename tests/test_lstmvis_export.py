@@ -235,3 +235,55 @@ def test_folder_that_is_a_file_is_refused(tmp_path):
     ref = reflstm.Model.from_keras(_with_weights(_tokens_model(keras_module(3))))
     with pytest.raises(reflstm.ReflstmError, match="^folder: expected a folder"):
         export_lstmvis(ref, _tokens(), tmp_path / "taken")
+
+
+def _cli(capsys, *argv):
+    from reflstm import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def token_files(tmp_path_factory):
+    """(model file, ids .npy, vocabulary file, Keras model) of the tokens model, saved by Keras 3."""
+    tmp = tmp_path_factory.mktemp("tokens")
+    model = _with_weights(_tokens_model(keras_module(3)))
+    path = save(model, tmp, 3, "keras")
+    np.save(tmp / "ids.npy", _tokens())
+    (tmp / "vocabulary.txt").write_text("\n".join(["<pad>"] + [f"w{i}" for i in range(1, VOCABULARY)]) + "\n")
+    return path, tmp / "ids.npy", tmp / "vocabulary.txt", model
+
+
+def test_cli_writes_the_project(token_files, capsys, tmp_path):
+    """reflstm export-lstmvis writes the four files; the states equal Keras's, the words the vocabulary's."""
+    model_file, ids, vocabulary, model = token_files
+    code, out, err = _cli(capsys, "export-lstmvis", model_file, "--input", ids, "--out", tmp_path / "lstmvis",
+                          "--vocabulary", vocabulary)
+    assert code == 0, err
+    assert "output1" in out and "forget_gate1" in out
+    assert sorted(os.listdir(tmp_path / "lstmvis")) == ["lstm.yml", "states.hdf5", "words.dict", "words.hdf5"]
+    keras_out = _keras_output(3, model, "reader", np.load(ids))[:, ::-1]
+    np.testing.assert_allclose(_states(tmp_path / "lstmvis")["output1"], _rows(keras_out), rtol=FLOAT64,
+                               atol=FLOAT64)
+    assert (tmp_path / "lstmvis" / "words.dict").read_text().splitlines()[:2] == ["<pad> 0", "w1 1"]
+
+
+def test_cli_refusals_are_one_line_and_write_nothing(token_files, capsys, tmp_path):
+    """A file for --out, an unknown --layer, a vocabulary word with a space: one line, exit 2, no files."""
+    model_file, ids, vocabulary, _ = token_files
+    (tmp_path / "taken").write_text("")
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("<pad>\nnew york\n" + "w\n" * VOCABULARY)
+    cases = [
+        (["--out", tmp_path / "taken"], "--out: expected a folder"),
+        (["--out", tmp_path / "missing" / "p"], "--out: expected a folder inside an existing folder"),
+        (["--out", tmp_path / "p", "--layer", "nope"], "--layer: expected one of the recurrent layers reader"),
+        (["--out", tmp_path / "p", "--vocabulary", spaced], "vocabulary word 1: expected a word without whitespace"),
+        (["--out", tmp_path / "p", "--vocabulary", tmp_path / "absent.txt"], "--vocabulary"),
+    ]
+    for options, words in cases:
+        code, _, err = _cli(capsys, "export-lstmvis", model_file, "--input", ids, *options)
+        assert code == 2 and words in err and err.count("\n") == 1, (options, err)
+    assert sorted(os.listdir(tmp_path)) == ["spaced.txt", "taken"]
