@@ -14,6 +14,19 @@ _MASKED = ("(step masked: Keras computed the gates above and discarded them; {ca
            "over from the previous step)")
 
 
+# The line above a GRU's table, by reset_after.
+GRU_NOTE = {
+    True: "(pre = x_t W + b + h_t-1 U + b_prime; for h~, x_t W + b + r*(h_t-1 U + b_prime))",
+    False: ("(pre = x_t W + b + h_t-1 U; for h~ the h_t-1 U column holds (r*h_t-1) U_h, "
+            "reset before the product; reset_after=False has no b_prime)"),
+}
+
+
+def masked_note(trace):
+    """The line `step_table` adds under a masked step."""
+    return _MASKED.format(carried="C_t and h_t are" if not isinstance(trace, (GRUTrace, SimpleRNNTrace)) else "h_t is")
+
+
 def equations(trace):
     """The step's equations in one line, in the names the table uses."""
     if isinstance(trace, GRUTrace):
@@ -82,13 +95,13 @@ def step_table(trace, sample, t, units=None):
     shown = trace.units if units is None else min(units, trace.units)
     gates, states = step_numbers(trace, sample)
     if isinstance(trace, GRUTrace):
-        rows, carried = _gru_rows(gates, states, t, shown, trace.reset_after), "h_t is"
+        rows = _gru_rows(gates, states, t, shown, trace.reset_after)
     elif isinstance(trace, SimpleRNNTrace):
-        rows, carried = _simple_rnn_rows(gates, t, shown), "h_t is"
+        rows = _simple_rnn_rows(gates, t, shown)
     else:
-        rows, carried = _lstm_rows(gates, states, t, shown), "C_t and h_t are"
+        rows = _lstm_rows(gates, states, t, shown)
     if trace.mask is not None and not trace.mask[sample, t]:
-        rows.append(_MASKED.format(carried=carried))
+        rows.append(masked_note(trace))
     if shown < trace.units:
         rows.append(f"({trace.units - shown} more units not shown)")
     return "\n".join(rows)
@@ -118,11 +131,7 @@ def _gru_rows(gates, states, t, shown, reset_after):
     header = (f"{'unit':>4}  {'gate':<4} {'x_t W':>10} {'b':>10} {'h_t-1 U':>10} {'b_prime':>10} "
               f"{'r':>10} {'pre':>10}   value")
     rows = [header, "-" * len(header)]
-    if reset_after:
-        rows.insert(0, "(pre = x_t W + b + h_t-1 U + b_prime; for h~, x_t W + b + r*(h_t-1 U + b_prime))")
-    else:
-        rows.insert(0, "(pre = x_t W + b + h_t-1 U; for h~ the h_t-1 U column holds (r*h_t-1) U_h, "
-                    "reset before the product; reset_after=False has no b_prime)")
+    rows.insert(0, GRU_NOTE[reset_after])
     for unit in range(shown):
         v = {label: {k: _at(a, t, unit) for k, a in columns.items()} for label, columns in gates.items()}
         for label, n in v.items():

@@ -1,0 +1,1 @@
+"""The HTML trace explorer behind `reflstm.report` (see `reflstm.explorer.document`)."""
