@@ -105,8 +105,8 @@ function render(root) {
     const quantities = p.heatmaps.map((h) => ({ ...h, values: h.source[0] === "gate" ? gates[h.source[1]].value : states[h.source[1]] }));
     const input = p.input, inputValues = input && input.values ? decode(input.values) : null;
     const heatWidth = Math.max(160, panelWidth - 52 - 116 - 12);
-    const cellH = Math.max(1, Math.min(6, Math.floor(110 / U)));
-    const heatHeight = Math.max(12, Math.min(U * cellH, 110));
+    const cellH = Math.max(1, Math.min(10, Math.floor(110 / U)));
+    const heatHeight = Math.max(24, Math.min(U * cellH, 110));
     const state = { step: start, unit: 0 };
 
     const panel = el("div", { class: "panel", "data-title": p.title });
