@@ -170,15 +170,17 @@ class Report:
         for label, values, gate, source in p.heatmap_values():
             scale = scale_for(values, gate)
             image, block = image_of(values)
+            clipped = bool(np.nanmax(np.abs(values), initial=0) > scale[2])
             heatmaps.append({"label": label, "gate": gate, "scale": list(scale), "block": block, "source": source,
+                             "clipped": clipped,
                              "png": base64.b64encode(heatmap_png(image, scale)).decode("ascii")})
             if block != [1, 1]:
                 left_out.append(f"{p.title} {label}: image averaged over blocks of {block[0]} steps "
                                 f"x {block[1]} units ({MAX_IMAGE_NOTE})")
         if (start, stop) != (0, p.timesteps):
             left_out.append(f"{p.title}: exact numbers shipped for steps {start}..{stop - 1} of "
-                            f"{p.timesteps} (max_values={p.shipped_values()} numbers); elsewhere the "
-                            "heatmaps show colours only")
+                            f"{p.timesteps} ({p.shipped_values():,} numbers, within max_values); elsewhere "
+                            "the heatmaps show colours only (choose the steps with exact_steps)")
 
         def window(a):
             return _binary(a if a.ndim == 1 else a[start:stop])

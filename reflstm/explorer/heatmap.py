@@ -19,13 +19,18 @@ DIVERGING = ((0.0, (5, 48, 97)), (0.25, (67, 147, 195)), (0.5, (247, 247, 247)),
              (0.75, (214, 96, 77)), (1.0, (103, 0, 31)))
 
 
+CLIP_PERCENTILE = 99.5  # a diverging scale ends at this percentile of |value|, so that a few
+# large values (a cell state that grows without bound in a few units) do not wash out the rest
+
+
 def scale_for(values, gate):
-    """(name, low, high): [0, 1] sequential for a gate, else diverging, symmetric about zero."""
+    """(name, low, high): [0, 1] sequential for a gate, else diverging, symmetric about zero, up
+    to the CLIP_PERCENTILE-th percentile of |value| (larger values get the end colours)."""
     if gate:
         return "sequential", 0.0, 1.0
     finite = np.abs(values[np.isfinite(values)])
-    top = float(finite.max()) if finite.size else 1.0
-    top = top if top > 0 else 1.0
+    top = float(np.percentile(finite, CLIP_PERCENTILE)) if finite.size else 1.0
+    top = top if top > 0 else float(finite.max(initial=0)) or 1.0
     return "diverging", -top, top
 
 

@@ -152,7 +152,7 @@ function render(root) {
         showValue(q.label, exact(q.values, t, u, U), stepWords(t) + ", unit " + u);
       });
       canvas.addEventListener("click", (event) => { const [t, u] = cellAt(canvas, event, U); pick(t, u); });
-      panel.append(rowOf(q.label, canvas, range(q.scale) + (q.gate ? "" : " (0 white)")));
+      panel.append(rowOf(q.label, canvas, range(q.scale) + (q.gate ? "" : " (0 white)") + (q.clipped ? "; beyond: end colours" : "")));
     }
 
     function strip(label, height, draw, onmove, note) {
