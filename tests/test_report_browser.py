@@ -63,7 +63,7 @@ def pages(tmp_path_factory):
     lstm = reflstm.LSTM.from_keras(make_layer(3, 3, 4, return_sequences=True))
     gru = reflstm.GRU.from_keras(make_layer(3, 3, 5, kind="GRU"))
     xs = np.random.default_rng(6).normal(size=(2, 7, 3))
-    traces = {"first": lstm.trace(xs), "second": gru.trace(xs)}
+    traces = {"first": lstm.trace(xs), "second": gru.trace(xs), "bi": bi.trace(x)["bi"]}
     body = "".join(f"<h1>cell {name}</h1>{trace._repr_html_()}" for name, trace in traces.items())
     (root / "notebook.html").write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
     found["notebook"] = (root / "notebook.html", traces, 0)
@@ -179,10 +179,12 @@ def test_the_step_selector_shows_explains_numbers(browser, pages, page, title, t
 
 
 def test_two_notebook_views_do_not_interfere(browser, pages):
-    """Two notebook views in one page each draw, point and select within their own root."""
+    """Notebook views in one page (a Trace, a GRUTrace, then a BidirectionalTrace) each draw,
+    point and select within their own root."""
     path, traces, _ = pages["notebook"]
     open_page(browser, path)
-    first, second = report_roots(browser)
+    first, second, bi = report_roots(browser)
+    assert [p.get_attribute("data-title") for p in bi.find_elements("css selector", ".panel")] == ["forward", "backward"]
     for root, trace in zip((first, second), traces.values()):
         panel = root.find_element("css selector", ".panel")
         set_number(browser, panel.find_element("css selector", "input.step"), 5)
