@@ -1,4 +1,4 @@
-"""reflstm.report.lstmvis: LSTMVis's project files, with states equal to Keras's own outputs."""
+"""reflstm.explorer.lstmvis: LSTMVis's project files, with states equal to Keras's own outputs."""
 
 import os
 
@@ -8,7 +8,7 @@ import pytest
 
 import reflstm
 from keras_layers import KERAS_VERSIONS, TOLERANCE, keras_module
-from reflstm.report.lstmvis import export_lstmvis, read_vocabulary
+from reflstm.explorer.lstmvis import export_lstmvis, read_vocabulary
 from test_files import save
 
 BATCH, TIMESTEPS, FEATURES, VOCABULARY = 70, 6, 3, 9  # 70 samples: more than one chunk of 64

@@ -1,4 +1,4 @@
-"""reflstm.report.figure: one panel of a trace to PNG and SVG, its pixels following the values."""
+"""reflstm.explorer.figure: one panel of a trace to PNG and SVG, its pixels following the values."""
 
 import io
 import re
@@ -10,7 +10,7 @@ import pytest
 
 import reflstm
 from reflstm.models.layers import BidirectionalTrace
-from reflstm.report.figure import panel_figure, save_panel
+from reflstm.explorer.figure import panel_figure, save_panel
 
 pytest.importorskip("matplotlib", reason="figures need matplotlib (the plot extra)")
 

@@ -23,7 +23,7 @@ def add_parser(commands):
 
 
 def run(args):
-    from reflstm.report.lstmvis import export_lstmvis, read_vocabulary
+    from reflstm.explorer.lstmvis import export_lstmvis, read_vocabulary
 
     folder = args.out.rstrip("/" + os.sep) or args.out
     if os.path.exists(folder) and not os.path.isdir(folder):

@@ -1,6 +1,6 @@
 """One panel of a trace, for papers: a time × units heatmap of one quantity of one sample, to PNG or SVG.
 
-    from reflstm.report.figure import save_panel
+    from reflstm.explorer.figure import save_panel
     tr = reflstm.load("model.keras").trace(x)["lstm"]
     save_panel(tr, "f", "forget.svg", sample=0, layer="lstm")      # or "forget.png"
 
