@@ -64,7 +64,23 @@ def test_report_of_one_bidirectional_layer(files, capsys, tmp_path):
     assert [p["title"] for p in page_data(out)["layers"][0]["panels"]] == ["bi (forward)", "bi (backward)"]
 
 
+def test_png_and_svg_of_one_panel(files, capsys, tmp_path):
+    """--png / --svg draw --panel (a Bidirectional's backward C_t here) for a paper; no page without --out."""
+    png, svg = tmp_path / "c.png", tmp_path / "c.svg"
+    code, printed, _ = run(capsys, "report", files["bi"], "--input", files["bi_x"], "--panel", "bi/backward/c",
+                           "--png", png, "--svg", svg, "--sample", 1)
+    assert code == 0 and printed.count("wrote") == 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "bi (backward): cell state" in svg.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "c.svg"]
+
+
 @pytest.mark.parametrize("extra, option", [
+    ([], "--out"),
+    (["--out", "{root}/r.html", "--panel", "reader/c"], "--panel"),
+    (["--png", "{root}/p.png", "--panel", "reader/z"], "--panel"),
+    (["--png", "{root}/p.png", "--panel", "nothere/c"], "--panel"),
+    (["--svg", "{root}/p.png"], "--svg"),
     (["--out", "{root}/report.txt"], "--out"),
     (["--out", "{root}/missing/report.html"], "--out"),
     (["--out", "{root}/r.html", "--sample", "9"], "--sample"),
@@ -72,7 +88,7 @@ def test_report_of_one_bidirectional_layer(files, capsys, tmp_path):
     (["--out", "{root}/r.html", "--vocabulary", "{root}/none.txt"], "--vocabulary"),
     (["--out", "{root}/r.html", "--vocabulary", "{root}/latin1.txt"], "--vocabulary"),
     (["--out", "{root}/r.html", "--vocabulary", "{root}/short.txt"], "vocabulary"),
-], ids=["out_suffix", "out_folder", "sample", "layer", "vocabulary_missing", "vocabulary_not_utf8",
+], ids=["nothing_to_write", "panel_without_figure", "panel_quantity", "panel_layer", "svg_suffix", "out_suffix", "out_folder", "sample", "layer", "vocabulary_missing", "vocabulary_not_utf8",
         "vocabulary_short"])
 def test_refusals_one_line_exit_2_nothing_written(files, capsys, tmp_path, extra, option):
     """Bad options: one line on stderr naming the option, exit 2, no file left behind."""
