@@ -78,7 +78,7 @@ def test_verify_agrees_with_keras(files, capsys, key):
 
 def test_verify_fails_above_tolerance(files, capsys, monkeypatch):
     """verify exits 1 and says DIFFERENT when a difference exceeds the tolerance."""
-    monkeypatch.setitem(cli.VERIFY_TOLERANCE, np.dtype("float32"), -1.0)
+    monkeypatch.setitem(cli.verify.TOLERANCE, np.dtype("float32"), -1.0)
     code, out, _ = run(capsys, "verify", files["stack"], "--input", files["stack_x"])
     assert code == 1 and "DIFFERENT" in out
 
@@ -335,7 +335,7 @@ def test_trace_writes_gru_and_simple_rnn_quantities(gru_file, capsys, tmp_path):
         np.testing.assert_array_equal(saved[f"gru/{quantity}"], getattr(traces["gru"], quantity))
     np.testing.assert_array_equal(saved["simple/h"], traces["simple"].h)
     assert {k for k in saved if k.startswith("simple/")} == {"simple/h"}
-    assert {k for k in saved if k.startswith("lstm/")} == {f"lstm/{q}" for q in cli.QUANTITIES}
+    assert {k for k in saved if k.startswith("lstm/")} == {f"lstm/{q}" for q in cli.layers.QUANTITIES}
 
 
 def test_explain_prints_a_gru_steps_numbers(gru_file, capsys):
