@@ -181,6 +181,7 @@ def trace(model_or_layer, x, keep=None):
     ended, so the chunks could not run apart, in any order, as dask runs them.
     """
     made, source = _source(model_or_layer)
+    keep = _check_keep(made, keep)
     inputs = _batch_chunked(made, x)
     layout = _layout(made, _probe_trace(made, inputs, keep), keep)
 
@@ -292,29 +293,45 @@ def _run_trace(made, arrays, keep):
     return {None: made.trace(x, **options)}
 
 
+def _directions(made):
+    """(layer name, direction, layer, cell) of every recurrent layer traced, in model order; name
+    None for a lone layer, direction None but in a Bidirectional."""
+    layers = made.recurrent_layers if isinstance(made, Model) else {getattr(made, "name", None): made}
+    found = []
+    for name, layer in layers.items():
+        if isinstance(layer, Bidirectional):
+            found += [(name, "forward", layer, layer.forward), (name, "backward", layer, layer.backward)]
+        else:
+            found.append((name, None, layer, layer if isinstance(layer, Recurrent) else layer.cell))
+    return found
+
+
+def _check_keep(made, keep):
+    """keep: None, or quantities the traced layers have, with a trace that takes keep."""
+    if keep is None:
+        return None
+    keep = (keep,) if isinstance(keep, str) else tuple(keep)
+    every = {q for *_, cell in _directions(made) for q in _quantities(cell, None)}
+    unknown = [q for q in keep if q not in every]
+    if unknown:
+        raise refuse("keep", f"quantities the traced layers have ({', '.join(sorted(every))})",
+                     ", ".join(map(repr, unknown)))
+    runs = made.trace if isinstance(made, (Model, Recurrent)) else made.forward.trace
+    if "keep" not in inspect.signature(runs).parameters:
+        raise refuse("keep", "None (this reflstm's traces keep every quantity)", repr(keep))
+    return keep
+
+
 def _layout(made, traces, keep):
     """{key: (layer name, direction, quantity, shape per sequence, dtype, layer config)}."""
-    layers = made.recurrent_layers if isinstance(made, Model) else {getattr(made, "name", None): made}
     layout = {}
-    for name, layer_trace in traces.items():
-        layer = layers[name]
-        directions = ([("forward", layer.forward, layer_trace.forward), ("backward", layer.backward, layer_trace.backward)]
-                      if isinstance(layer_trace, BidirectionalTrace) else [(None, _cell(layer), layer_trace)])
-        for direction, cell, one in directions:
-            for quantity in _quantities(cell, keep):
-                key = "/".join(part for part in (name, direction, quantity) if part is not None)
-                value = getattr(one, quantity)
-                layout[key] = (name, direction, quantity, value.shape[1:], value.dtype, _config(layer, cell))
-    if keep is not None:
-        unknown = sorted(set(keep) - {entry[2] for entry in layout.values()})
-        if unknown:
-            raise refuse("keep", "quantities the traced layers have (LSTM: i, f, c_tilde, o, c, h; GRU: "
-                         "z, r, h_tilde, h; SimpleRNN: h)", ", ".join(map(repr, unknown)))
+    for name, direction, layer, cell in _directions(made):
+        one = traces[name] if direction is None else getattr(traces[name], direction)
+        for quantity in _quantities(cell, keep):
+            key = "/".join(part for part in (name, direction, quantity) if part is not None)
+            value = getattr(one, quantity)
+            layout[key] = (name, direction, quantity, value.shape[1:], value.dtype, _config(layer, cell))
     return layout
-
-
-def _cell(layer):
-    return layer if isinstance(layer, Recurrent) else layer.cell
 
 
 def _quantities(cell, keep):
