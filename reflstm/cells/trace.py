@@ -10,7 +10,7 @@ import numpy as np
 
 from reflstm.cells.equations import GRU_GATES, gate_slice
 
-__all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace"]
+__all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace", "notebook_html"]
 
 
 def _freeze(trace):
@@ -22,6 +22,14 @@ def _freeze(trace):
 
 def _h_prev(trace):
     return np.concatenate([trace.h0[:, None], trace.h[:, :-1]], axis=1)
+
+
+def notebook_html(trace):
+    """A trace's notebook view (`_repr_html_`): `reflstm.report`'s explorer of sample 0; the
+    explorer is imported only when a trace is displayed, and imports no framework."""
+    from reflstm.explorer.document import trace_html
+
+    return trace_html(trace)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -105,6 +113,8 @@ class Trace:
         cols = gate_slice(gate, self.units)
         z_x, z_h, b = self.z_x[..., cols], self.z_h[..., cols], self.bias[cols]
         return Preactivation(input=z_x, recurrent=z_h, bias=b, total=(z_x + b) + z_h)
+
+    _repr_html_ = notebook_html
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -190,6 +200,8 @@ class GRUTrace:
             total=total,
         )
 
+    _repr_html_ = notebook_html
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SimpleRNNTrace:
@@ -232,3 +244,5 @@ class SimpleRNNTrace:
         return Preactivation(
             input=x_part, recurrent=h_part, bias=self.bias, total=(x_part + self.bias) + h_part
         )
+
+    _repr_html_ = notebook_html
