@@ -21,7 +21,7 @@ from reflstm.cells.trace import GRUPreactivation, GRUTrace, Preactivation, Simpl
 __all__ = [
     "LSTM", "GRU", "SimpleRNN", "Limits", "Model", "Trace", "GRUTrace", "SimpleRNNTrace", "Preactivation",
     "GRUPreactivation", "ReflstmError",
-    "attribute", "diagnose", "load", "memory_horizon",
+    "attribute", "diagnose", "load", "memory_horizon", "report",
 ]
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ _LAZY = {
     "attribute": "reflstm.analysis.attribution",
     "memory_horizon": "reflstm.analysis.attribution",
     "diagnose": "reflstm.analysis.diagnosis",
+    "report": "reflstm.explorer.document",
 }
 
 

@@ -1,6 +1,6 @@
 """The demo: build a small Keras LSTM, trace it with reflstm, show they agree, print one step.
 
-    python -m reflstm.demo [--keras 3|2] [--dtype float32|float64] [--step T]
+    python -m reflstm.demo [--keras 3|2] [--dtype float32|float64] [--step T] [--report PATH]
 
 Needs Keras (``pip install -e '.[keras]'``); reflstm itself does not.
 """
@@ -40,6 +40,9 @@ def main(argv=None):
     parser.add_argument("--keras", type=int, choices=[3, 2], default=3, help="Keras 3 or tf_keras")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--step", type=int, default=2, help=f"the step to print, 0..{TIMESTEPS - 1}")
+    parser.add_argument("--report", metavar="PATH", default="reflstm-demo.html",
+                        help="the HTML report of the traced LSTM to write (default reflstm-demo.html; "
+                        "'' for none)")
     parser.add_argument("--save", metavar="PATH", help="also save the LSTM in a small model to PATH "
                         "(.keras, or .h5 with --keras 2) and its input beside it, for the command line")
     args = parser.parse_args(argv)
@@ -75,6 +78,11 @@ def main(argv=None):
     print(f"Step t={args.step} (counted from 0) of sample 0: z = x_t W + h_t-1 U + b, "
           "then i,f,o = sigmoid(z), c~ = g(z) with g = tanh")
     print(step_table(tr, 0, args.step))
+    if args.report:
+        reflstm.report(ref, x, title=f"reflstm demo: a {name} LSTM").save(args.report)
+        print()
+        print(f"wrote {args.report}: every gate and state of this LSTM, step by step; open it in a "
+              "browser (one file, no network)")
     if args.save:
         save_model(args, layer, x)
     return 0

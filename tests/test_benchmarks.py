@@ -24,3 +24,10 @@ def test_trace_memory_smoke():
     """The memory measurement runs and sees a trace at least as large as its arrays."""
     rows = load("bench_start_memory").trace_memory(points=((2, 5, 3, 4),))
     assert rows[0]["peak_mib"] >= rows[0]["trace_mib"] * 0.99
+
+
+def test_report_benchmark_smoke(capsys):
+    """bench_report --quick builds a report and (with chromium) times its drawing; nothing asserted on time."""
+    results = load("bench_report").main(["--quick"])
+    assert {"trace", "build"} <= set(results[0]["median_s"]) and results[0]["size_mb"] > 0
+    assert "size/npy" in capsys.readouterr().out

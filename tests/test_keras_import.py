@@ -10,10 +10,12 @@ def run_python(code):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
-def test_demo_and_imports_print_no_tensorflow_start_up_lines():
-    """The demo (Keras 3) prints nothing on stderr; import_keras(2) leaves nothing of TensorFlow's."""
-    demo = subprocess.run([sys.executable, "-m", "reflstm.demo"], capture_output=True, text=True)
+def test_demo_and_imports_print_no_tensorflow_start_up_lines(tmp_path):
+    """The demo (Keras 3) prints nothing on stderr and writes its report; import_keras(2) leaves
+    nothing of TensorFlow's."""
+    demo = subprocess.run([sys.executable, "-m", "reflstm.demo"], capture_output=True, text=True, cwd=tmp_path)
     assert demo.returncode == 0 and demo.stderr == "", demo.stderr
+    assert "wrote reflstm-demo.html" in demo.stdout and (tmp_path / "reflstm-demo.html").stat().st_size > 0
     imports = run_python("from reflstm.frameworks.keras_import import import_keras; import_keras(2)")
     assert imports.returncode == 0 and not any(words in imports.stderr for words in NOISE), imports.stderr
 

@@ -19,7 +19,7 @@ import numpy as np
 from reflstm.cells.equations import GRU_GATES, gate_slice
 from reflstm.errors import ReflstmError
 
-__all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace"]
+__all__ = ["Trace", "Preactivation", "GRUTrace", "GRUPreactivation", "SimpleRNNTrace", "notebook_html"]
 
 
 def _freeze(trace):
@@ -33,6 +33,14 @@ def _freeze(trace):
 
 def _h_prev(trace):
     return np.concatenate([trace.h0[:, None], trace.h[:, :-1]], axis=1)
+
+
+def notebook_html(trace):
+    """A trace's notebook view (`_repr_html_`): `reflstm.report`'s explorer of sample 0; the
+    explorer is imported only when a trace is displayed, and imports no framework."""
+    from reflstm.explorer.document import trace_html
+
+    return trace_html(trace)
 
 
 class Quantity:
@@ -157,6 +165,8 @@ class Trace(_Held):
         z_x, z_h, b = self.z_x[..., cols], self.z_h[..., cols], self.bias[cols]
         return Preactivation(input=z_x, recurrent=z_h, bias=b, total=(z_x + b) + z_h)
 
+    _repr_html_ = notebook_html
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class GRUPreactivation:
@@ -234,6 +244,8 @@ class GRUTrace(_Held):
             total=total,
         )
 
+    _repr_html_ = notebook_html
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SimpleRNNTrace(_Held):
@@ -271,3 +283,5 @@ class SimpleRNNTrace(_Held):
         return Preactivation(
             input=x_part, recurrent=h_part, bias=self.bias, total=(x_part + self.bias) + h_part
         )
+
+    _repr_html_ = notebook_html

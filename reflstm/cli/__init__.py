@@ -8,6 +8,8 @@
     reflstm plot FILE --input X --out gates.png [--layer NAME] [--sample B]
     reflstm diagnose ARRAYS.npz [--kind LSTM|GRU]
     reflstm attribute FILE --input X [--horizon H] [--method M] [--target output|layer] [--out A.npz] [--plot P.png]
+    reflstm report FILE --input X --out report.html [--sample B] [--layer NAME] [--attribute] [--vocabulary V.txt]
+    reflstm export-lstmvis FILE --input X --out FOLDER [--layer NAME] [--vocabulary V.txt]
 
 An input X is a .npy file, an .npz holding one array, or a .csv file (CSV_LAYOUT says how its
 rows are laid out).
@@ -30,12 +32,12 @@ import os
 import sys
 
 from reflstm import __version__
-from reflstm.cli import attribute, diagnose, explain, inspect, plot, trace, verify
+from reflstm.cli import attribute, diagnose, explain, export_lstmvis, inspect, plot, report, trace, verify
 from reflstm.cli.inputs import CSV_LAYOUT, INPUT_HELP
 from reflstm.errors import ReflstmError
 
 # The verbs, in the order --help lists them.
-VERBS = (inspect, trace, verify, explain, plot, diagnose, attribute)
+VERBS = (inspect, trace, verify, explain, plot, diagnose, attribute, report, export_lstmvis)
 
 
 def main(argv=None):

@@ -5,6 +5,7 @@ import tempfile
 
 import numpy as np
 
+from reflstm.cli import trace_dask
 from reflstm.cli.inputs import INPUT_HELP, read_input, whole_batches
 from reflstm.cli.layers import add_model_file, directions, layer_names, load_model, trace_arrays
 from reflstm.cli.outputs import atomic_output, can_create_in, progress, writable
@@ -41,10 +42,13 @@ def add_parser(commands):
     trace.add_argument("--chunk", type=int,
                        help=f"samples traced at a time (default {TRACE_CHUNK}; a stateful model's batch "
                        "size, its only one); memory is one chunk's trace")
+    trace_dask.add_arguments(trace)
     trace.set_defaults(run=run)
 
 
 def run(args):
+    if trace_dask.wanted(args):  # a .zarr --input or --out: on dask
+        return trace_dask.run(args)
     # CSV files when asked for by name: --format csv, or a folder path ending in "/". A bare
     # existing directory is refused by writable (it is not a file to write).
     as_csv = args.format == "csv" or (args.format is None and args.out.endswith(("/", os.sep)))

@@ -14,6 +14,7 @@ import numpy as np
 from reflstm.cells import activations
 from reflstm.errors import refuse
 from reflstm.cells.recurrent import Recurrent
+from reflstm.cells.trace import notebook_html
 
 __all__ = [
     "Dense", "Embedding", "Masking", "Identity", "Activation", "Flatten", "RepeatVector",
@@ -383,6 +384,8 @@ class BidirectionalTrace:
 
     forward: object
     backward: object
+
+    _repr_html_ = notebook_html  # both directions side by side
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
