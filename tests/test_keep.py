@@ -206,3 +206,17 @@ def test_cli_trace_refuses_an_unknown_keep(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--keep" in err and "'gamma'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_cli_trace_keep_is_refused_on_dask(tmp_path, capsys):
+    """--keep with a .zarr output is refused (the dask trace does not take it yet), not ignored."""
+    from reflstm import cli
+
+    model = build_model("lstm_stack", 3)
+    path = save(model, tmp_path, 3, "keras")
+    np.save(tmp_path / "x.npy", model_inputs(model))
+    code = cli.main(["trace", str(path), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "t.zarr"),
+                     "--keep", "h"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--keep" in err and "Traceback" not in err
+    assert not (tmp_path / "t.zarr").exists()

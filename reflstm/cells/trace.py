@@ -46,7 +46,7 @@ def notebook_html(trace):
 class Quantity:
     """One per-step quantity of a trace, read from what the trace holds.
 
-    A pre-activation part the trace does not hold is recomputed by its replay (then held); any
+    A pre-activation part the trace does not hold is recomputed by its replay (once); any
     other quantity it does not hold is refused, naming the `keep` that would have kept it.
     """
 

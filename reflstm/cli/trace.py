@@ -48,6 +48,9 @@ def add_parser(commands):
 
 def run(args):
     if trace_dask.wanted(args):  # a .zarr --input or --out: on dask
+        if args.keep is not None:  # not passed on there yet: refused rather than ignored
+            raise refuse("--keep", "no --keep with a .zarr --input or --out (the dask trace writes every "
+                         "gate and state)", f"--keep {args.keep}")
         return trace_dask.run(args)
     # CSV files when asked for by name: --format csv, or a folder path ending in "/". A bare
     # existing directory is refused by writable (it is not a file to write).
