@@ -83,3 +83,16 @@ def trace_quantities(trace):
 def model_dtype(model):
     lstms = [cell for layer in model.recurrent_layers.values() for _, cell in directions(layer)]
     return lstms[0].dtype if lstms else np.dtype("float32")
+
+def parse_keep(text, model, names):
+    """--keep as names of quantities the traced layers have; None without it."""
+    if text is None:
+        return None
+    cells = [cell for name in names for _, cell in directions(model.recurrent_layers[name])]
+    known = list(dict.fromkeys(q for cell in cells for q in cell.QUANTITIES))
+    keep = tuple(q.strip() for q in text.split(","))
+    for q in keep:
+        if q not in known:
+            raise refuse("--keep", f"comma-separated names of quantities of {', '.join(names)} "
+                         f"({', '.join(known)})", repr(q))
+    return keep

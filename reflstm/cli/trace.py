@@ -7,7 +7,7 @@ import numpy as np
 
 from reflstm.cli import trace_dask
 from reflstm.cli.inputs import INPUT_HELP, read_input, whole_batches
-from reflstm.cli.layers import add_model_file, directions, layer_names, load_model, trace_arrays
+from reflstm.cli.layers import add_model_file, layer_names, load_model, parse_keep, trace_arrays
 from reflstm.cli.outputs import atomic_output, can_create_in, progress, writable
 from reflstm.errors import refuse
 
@@ -48,9 +48,6 @@ def add_parser(commands):
 
 def run(args):
     if trace_dask.wanted(args):  # a .zarr --input or --out: on dask
-        if args.keep is not None:  # not passed on there yet: refused rather than ignored
-            raise refuse("--keep", "no --keep with a .zarr --input or --out (the dask trace writes every "
-                         "gate and state)", f"--keep {args.keep}")
         return trace_dask.run(args)
     # CSV files when asked for by name: --format csv, or a folder path ending in "/". A bare
     # existing directory is refused by writable (it is not a file to write).
@@ -61,7 +58,7 @@ def run(args):
     if args.dtype:
         model = model.astype(args.dtype)
     names = layer_names(model, args.layer)
-    keep = _keep(args.keep, model, names)
+    keep = parse_keep(args.keep, model, names)
     if args.layer_input is None:
         model.check_runnable("trace it")
         x = read_input(args.input, model)
@@ -116,20 +113,6 @@ def run(args):
         print(f"wrote {out}: arrays for {', '.join(names)}; "
               f"each (batch, timesteps, units), keys 'layer/quantity'")
     return 0
-
-
-def _keep(text, model, names):
-    """--keep as names of quantities the traced layers have; None without it."""
-    if text is None:
-        return None
-    cells = [cell for name in names for _, cell in directions(model.recurrent_layers[name])]
-    known = list(dict.fromkeys(q for cell in cells for q in cell.QUANTITIES))
-    keep = tuple(q.strip() for q in text.split(","))
-    for q in keep:
-        if q not in known:
-            raise refuse("--keep", f"comma-separated names of quantities of {', '.join(names)} "
-                         f"({', '.join(known)})", repr(q))
-    return keep
 
 
 def _layer_alone(model, name, path, keep):

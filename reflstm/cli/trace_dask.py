@@ -14,7 +14,7 @@ import contextlib
 import os
 
 from reflstm.cli.inputs import read_input
-from reflstm.cli.layers import layer_names
+from reflstm.cli.layers import layer_names, parse_keep
 from reflstm.cli.outputs import can_create_in
 from reflstm.errors import refuse
 
@@ -73,7 +73,7 @@ def run(args):
         x = da.from_array(array, chunks=(args.chunk or 64,) + (-1,) * (array.ndim - 1))
     if args.chunk is not None:
         x = x.rechunk({0: args.chunk})
-    traces = rd.trace(source, x)
+    traces = rd.trace(source, x, keep=parse_keep(args.keep, model, names))
     for key in [key for key in traces if key.split("/")[0] not in names]:
         del traces[key]
     with _scheduler(args):
