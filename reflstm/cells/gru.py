@@ -121,7 +121,7 @@ class GRU(Recurrent):
 
     def _recurrent_part(self, h_prev, gates, out):
         if self.reset_after:
-            np.matmul(h_prev, self.recurrent_kernel, out=out)
+            super()._recurrent_part(h_prev, gates, out)
         else:  # the products gru_step makes, in the same form
             u = self.units
             out[:, : 2 * u] = h_prev @ self.recurrent_kernel[:, : 2 * u]

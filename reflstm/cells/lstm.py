@@ -4,7 +4,7 @@ import numpy as np
 
 from reflstm.cells.activations import writer
 from reflstm.cells.equations import GATES, step
-from reflstm.errors import describe, refuse
+from reflstm.errors import refuse
 from reflstm.cells.recurrent import GateView, Recurrent, _weight, check_weights
 from reflstm.cells.trace import Trace
 
@@ -144,9 +144,6 @@ class LSTM(Recurrent):
         i, f, c_tilde, o, h, c = out  # GATE_FIELDS, then STATES
         x_part += np.matmul(h_prev, self.recurrent_kernel, out=h_U)  # z, (batch, 4 * units)
         step(x_part, c_prev, self._sigma, self._g, (i, f, c_tilde, o, c, h))
-
-    def _recurrent_part(self, h_prev, gates, out):
-        np.matmul(h_prev, self.recurrent_kernel, out=out)
 
     def _trace(self, held, start, mask, replay):
         return Trace(

@@ -29,7 +29,8 @@ A cell subclass provides its equations (in `reflstm.cells.equations`) through:
                     overwrite); h_U receives the recurrent part, `out` the rows of GATE_FIELDS
                     then STATES
     _recurrent_part(h_prev, gates, out): the recurrent part again, with the step's own
-                    products, for a trace that did not keep it (`_Replay`)
+                    products, for a trace that did not keep it (`_Replay`); by default
+                    h_{t-1} U
     _trace(held, start, mask, replay): its trace from the kept rows
 
 and the weights ``kernel`` (input_dim, k * units) and ``recurrent_kernel`` (units, k * units).
@@ -369,6 +370,11 @@ class Recurrent:
     def _replay_needs(self):
         """What a trace must hold to recompute the pre-activation parts it does not keep."""
         return ("h",)
+
+    def _recurrent_part(self, h_prev, gates, out):
+        """h_{t-1} U into `out`, the product the step made (a cell whose step makes other
+        products, the GRU with reset_after=False, says so by overriding this)."""
+        np.matmul(h_prev, self.recurrent_kernel, out=out)
 
     def _check_x(self, x):
         x = _numeric("x", x)

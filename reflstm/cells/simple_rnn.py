@@ -96,9 +96,6 @@ class SimpleRNN(Recurrent):
         (h_prev,) = states
         simple_rnn_step(x_part, h_prev, self.recurrent_kernel, self._g, h_U, *out)
 
-    def _recurrent_part(self, h_prev, gates, out):
-        np.matmul(h_prev, self.recurrent_kernel, out=out)
-
     def _trace(self, held, start, mask, replay):
         return SimpleRNNTrace(
             held=held,

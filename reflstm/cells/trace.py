@@ -31,10 +31,6 @@ def _freeze(trace):
         value.flags.writeable = False
 
 
-def _h_prev(trace):
-    return np.concatenate([trace.h0[:, None], trace.h[:, :-1]], axis=1)
-
-
 def notebook_html(trace):
     """A trace's notebook view (`_repr_html_`): `reflstm.report`'s explorer of sample 0; the
     explorer is imported only when a trace is displayed, and imports no framework."""
@@ -88,9 +84,20 @@ class _Held:
         """The names of the quantities this trace holds (what ``keep`` asked for), in that order."""
         return tuple(self.held)
 
+    def __post_init__(self):
+        _freeze(self)
+
     @property
     def units(self):
         return self.h0.shape[-1]
+
+    @property
+    def h_prev(self):
+        """(batch, timesteps, units): h_{t-1}, the hidden state each step started from."""
+        return np.concatenate([self.h0[:, None], self.h[:, :-1]], axis=1)
+
+    _repr_html_ = notebook_html
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Preactivation:
@@ -141,18 +148,10 @@ class Trace(_Held):
     c0: np.ndarray
     mask: "np.ndarray | None"
 
-    def __post_init__(self):
-        _freeze(self)
-
     @property
     def z(self):
         """(batch, timesteps, 4 * units): the pre-activations x_t W + b + h_{t-1} U, as the step summed them."""
         return (self.z_x + self.bias) + self.z_h
-
-    @property
-    def h_prev(self):
-        """(batch, timesteps, units): h_{t-1}, the hidden state each step started from."""
-        return _h_prev(self)
 
     @property
     def c_prev(self):
@@ -164,8 +163,6 @@ class Trace(_Held):
         cols = gate_slice(gate, self.units)
         z_x, z_h, b = self.z_x[..., cols], self.z_h[..., cols], self.bias[cols]
         return Preactivation(input=z_x, recurrent=z_h, bias=b, total=(z_x + b) + z_h)
-
-    _repr_html_ = notebook_html
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,14 +218,6 @@ class GRUTrace(_Held):
     h0: np.ndarray
     mask: "np.ndarray | None"
 
-    def __post_init__(self):
-        _freeze(self)
-
-    @property
-    def h_prev(self):
-        """(batch, timesteps, units): h_{t-1}, the state each step started from."""
-        return _h_prev(self)
-
     def preactivation(self, gate):
         """Gate `gate` ("z", "r" or "h" for h̃) split into its parts (see `GRUPreactivation`)."""
         cols = gate_slice(gate, self.units, GRU_GATES)
@@ -243,8 +232,6 @@ class GRUTrace(_Held):
             input=x_part, input_bias=b, recurrent=h_part, recurrent_bias=b_rec, reset=reset,
             total=total,
         )
-
-    _repr_html_ = notebook_html
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -269,14 +256,6 @@ class SimpleRNNTrace(_Held):
     h0: np.ndarray
     mask: "np.ndarray | None"
 
-    def __post_init__(self):
-        _freeze(self)
-
-    @property
-    def h_prev(self):
-        """(batch, timesteps, units): h_{t-1}, the state each step started from."""
-        return _h_prev(self)
-
     def preactivation(self):
         """The argument of g, x_t W + b + h_{t-1} U, in parts (a `Preactivation`)."""
         x_part, h_part = self.input_part, self.recurrent_part
@@ -284,4 +263,3 @@ class SimpleRNNTrace(_Held):
             input=x_part, recurrent=h_part, bias=self.bias, total=(x_part + self.bias) + h_part
         )
 
-    _repr_html_ = notebook_html

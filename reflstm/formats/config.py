@@ -221,7 +221,7 @@ def _input_counts(layer):
 
 def _check_tensor_indices(calls, outputs, counts):
     """Every reference names a tensor its layer returns (an input layer returns one)."""
-    references = [(f"the model's outputs", triple) for triple in outputs]
+    references = [("the model's outputs", triple) for triple in outputs]
     for (name, index), call in calls.items():
         where = f"layer {name!r}: inbound node {index}"
         references += [(where, triple) for triple in call.inputs]
