@@ -38,7 +38,7 @@ and the weights ``kernel`` (input_dim, k * units) and ``recurrent_kernel`` (unit
 
 import numpy as np
 
-from reflstm.cells import activations
+from reflstm.cells import activations, parallel
 from reflstm.cells.equations import gate_slice
 from reflstm.errors import describe, refuse
 
@@ -282,22 +282,17 @@ class Recurrent:
         return (False, False, zero) if self.unroll else (False, zero, False)
 
     def _run(self, x, mask, initial_state, keep):
-        """(sequence or None, last output, final states, trace or None): the loop over time.
+        """(sequence or None, last output, final states, trace or None): a call, or a trace.
 
-        `keep`: None for a plain call; for a trace, the names of the quantities it holds. Every
-        step writes its quantities straight into preallocated rows, time-major: the rows of a
-        kept quantity (`_Rows`), scratch rows otherwise; a trace's arrays are batch-major views
-        of them. Call and trace run the very same operations, so they agree bit for bit.
+        `keep`: None for a plain call; for a trace, the names of the quantities it holds.
+        Call and trace run the very same operations (`_loop`), so they agree bit for bit.
         """
         x = self._check_x(x)
         batch, timesteps = x.shape[:2]
         mask = self._check_mask(mask, batch, timesteps)
-        # Contiguous copies: the steps' products (and a trace's replay of them) read these.
-        start = tuple(np.array(s, order="C") for s in self._start_state(initial_state, batch))
+        start = self._start_state(initial_state, batch)
         if mask is not None:
             self._check_backend_mask()
-        starts_at_h0, zero_masked, zero_after = self._mask_rule()
-        units, dtype = self.units, self.dtype
 
         # Time-major from here on: step t of the processing order is row t.
         x = x.transpose(1, 0, 2)  # (timesteps, batch, input_dim)
@@ -305,45 +300,14 @@ class Recurrent:
             x = x[::-1]
             mask = None if mask is None else mask[:, ::-1]
         step_mask = None if mask is None else mask.T[:, :, None]  # (timesteps, batch, 1)
-
         kept = () if keep is None else keep
-        # Every step's output is kept for return_sequences and for a trace that keeps it; without
-        # a mask it is h, and one array serves for both.
+        # Every step's output is kept for return_sequences and for a trace that keeps it.
         wants_outputs = self.return_sequences or "output" in kept
-        stored = set(kept)
-        if wants_outputs and step_mask is None:
-            stored.add("h")
-        rows = _Rows(timesteps, (batch, units), dtype, stored)
-        width = self.kernel.shape[1]
-        part_rows = _Rows(timesteps, (batch, width), dtype, stored)
-        h_U = part_rows.of(self.PREACTIVATIONS[1])
-        if step_mask is None:
-            outputs = rows.of("h", turns=2)
-        else:
-            outputs = rows.of("output", always=wants_outputs, turns=2)
-        inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
-        gate_rows = [rows.of(name) for name in self.GATE_FIELDS]
-        state_rows = [rows.of(name, turns=2) for name in self.STATES]
+        blocks = parallel.blocks(batch, self.kernel.shape[1])
+        held, output, states = self._loop(x, start, step_mask, kept, wants_outputs, blocks)
 
-        states = start
-        # Keras's "previous output" before step 0: zeros, or h0 on JAX's rolled loop (_mask_rule).
-        output = start[0] if starts_at_h0 else np.zeros((batch, units), dtype)
-        cell_step = self._step  # looked up once: the loop runs it every step
-        for t in range(timesteps):
-            new_states = [r[t] for r in state_rows]
-            cell_step(inputs.step(t), states, h_U[t], [r[t] for r in gate_rows] + new_states)
-            if step_mask is not None:
-                # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state, and
-                # outputs the previous output (zeros before any step ran; h0 on JAX) or, with
-                # zero_output_for_mask, zeros.
-                skipped = ~step_mask[t]
-                for new, old in zip(new_states, states):
-                    np.copyto(new, old, where=skipped)
-                np.copyto(outputs[t], new_states[0])
-                np.copyto(outputs[t], 0 if zero_masked else output, where=skipped)
-            states, output = tuple(new_states), outputs[t]
-
-        if zero_after and step_mask is not None:
+        outputs = held.get("output")
+        if self._mask_rule()[2] and step_mask is not None:
             # Unrolled TensorFlow and torch: zero_output_for_mask after the loop (see _mask_rule).
             output = np.where(step_mask[-1], output, 0)
             if wants_outputs:
@@ -356,16 +320,74 @@ class Recurrent:
         output, states = np.array(output), tuple(np.array(s) for s in states)
         if keep is None:
             return sequence, output, states, None
-        time_major = {**rows.held, **part_rows.held, self.PREACTIVATIONS[0]: inputs.product}
-        if step_mask is None:
-            time_major["output"] = outputs
-        held = {name: time_major[name].transpose(1, 0, 2) for name in kept}
         replay = None
         if all(name in kept for name in self._replay_needs()):
-            replay = _Replay(self, inputs, rows.held, start[0])
-        trace = self._trace(held, start=start, mask=None if mask is None else np.array(mask),
-                            replay=replay)
+            replay = _Replay(self, x, blocks, held, start[0])
+        trace = self._trace({name: held[name].transpose(1, 0, 2) for name in kept}, start=start,
+                            mask=None if mask is None else np.array(mask), replay=replay)
         return sequence, output, states, trace
+
+    def _loop(self, x, start, step_mask, kept, wants_outputs, blocks):
+        """The loop over time: (held, last output, final states).
+
+        Every step writes its quantities straight into preallocated rows, time-major: the rows of
+        a kept quantity (`_Rows`), scratch rows otherwise (freed when the loop returns). `held`
+        has the rows of every name in `kept`, and of "output" when `wants_outputs`, as
+        (timesteps, batch, ...) arrays; a trace's arrays are batch-major views of them. Each
+        block of batch rows (`blocks`) runs its own loop over time, side by side
+        (`reflstm.cells.parallel`).
+        """
+        timesteps, batch = x.shape[:2]
+        units, dtype, width = self.units, self.dtype, self.kernel.shape[1]
+        starts_at_h0, zero_masked, _ = self._mask_rule()
+        stored = set(kept)
+        if wants_outputs and step_mask is None:
+            stored.add("h")  # the output is h: one array serves for both
+        rows = _Rows(timesteps, (batch, units), dtype, stored)
+        part_rows = _Rows(timesteps, (batch, width), dtype, stored)
+        h_U = part_rows.of(self.PREACTIVATIONS[1])
+        if step_mask is None:
+            outputs = rows.of("h", turns=2)
+        else:
+            outputs = rows.of("output", always=wants_outputs, turns=2)
+        # A gate nobody keeps is written over its own block of h_{t-1} U when nobody keeps that
+        # either (each step reads a block of h_U before it writes that block's gate).
+        shared = h_U.rows if isinstance(h_U, _Scratch) else None
+        gate_rows = [rows.of(name, shared=None if shared is None else shared[..., k * units : (k + 1) * units])
+                     for k, name in enumerate(self.GATE_FIELDS)]
+        state_rows = [rows.of(name, turns=2) for name in self.STATES]
+        inputs = _InputProjection(self, x, blocks, keeps_product=self.PREACTIVATIONS[0] in kept)
+        cell_step = self._step  # looked up once: the loop runs it every step
+
+        def run_rows(block, projection):
+            """The loop over time for the batch rows `block`: they read no other row."""
+            gates = [_block_of(r, block) for r in gate_rows]
+            new_state = [_block_of(r, block) for r in state_rows]
+            out, h_part = _block_of(outputs, block), _block_of(h_U, block)
+            masks = None if step_mask is None else step_mask[:, block]
+            states = tuple(s[block] for s in start)
+            # Keras's "previous output" before step 0 (read at masked steps): zeros, or h0 on JAX's
+            # rolled loop (_mask_rule).
+            output = states[0] if starts_at_h0 or masks is None else np.zeros_like(states[0])
+            for t in range(timesteps):
+                new_states = [r[t] for r in new_state]
+                cell_step(projection.step(t), states, h_part[t], [r[t] for r in gates] + new_states)
+                if masks is not None:
+                    # keras/src/backend/tensorflow/rnn.py: a masked step keeps the previous state,
+                    # and outputs the previous output (zeros before any step ran; h0 on JAX) or,
+                    # with zero_output_for_mask, zeros.
+                    skipped = ~masks[t]
+                    for new, old in zip(new_states, states):
+                        np.copyto(new, old, where=skipped)
+                    np.copyto(out[t], new_states[0])
+                    np.copyto(out[t], 0 if zero_masked else output, where=skipped)
+                states, output = tuple(new_states), out[t]
+
+        parallel.run(run_rows, list(zip(blocks, inputs.blocks)))
+        held = {**rows.held, **part_rows.held, self.PREACTIVATIONS[0]: inputs.product}
+        if wants_outputs:
+            held["output"] = outputs
+        return held, outputs[timesteps - 1], tuple(r[timesteps - 1] for r in state_rows)
 
     def _replay_needs(self):
         """What a trace must hold to recompute the pre-activation parts it does not keep."""
@@ -397,6 +419,8 @@ class Recurrent:
         return mask
 
     def _start_state(self, initial_state, batch):
+        """The states a run starts from: arrays of its own (C-contiguous copies), which the steps'
+        products and a trace's replay read."""
         shape = (batch, self.units)
         kind = type(self).__name__
         if initial_state is None:
@@ -409,7 +433,7 @@ class Recurrent:
                         "change it)",
                         f"batch size {batch}",
                     )
-                return tuple(self.states)
+                return tuple(np.array(s, order="C") for s in self.states)
             return tuple(np.zeros(shape, self.dtype) for _ in self.STATES)
         names = [f"{name}0" for name in self.STATES]
         if len(names) == 1 and isinstance(initial_state, np.ndarray):
@@ -425,7 +449,7 @@ class Recurrent:
             state = _numeric(argument, state)
             if state.shape != shape:
                 raise refuse(argument, f"shape (batch, units) = {shape}", state)
-            states.append(state.astype(self.dtype, copy=False))
+            states.append(np.array(state, self.dtype, order="C"))
         if self.stateful and self.keras_version == 2 and self.states is not None and any(
             np.any(s) for s in self.states
         ):
@@ -504,13 +528,15 @@ class _Rows:
         self.timesteps, self.shape, self.dtype, self.stored = timesteps, shape, dtype, stored
         self.held, self.made = {}, {}
 
-    def of(self, name, always=False, turns=1):
-        """The rows of quantity `name` (made on the first call, the same ones after)."""
+    def of(self, name, always=False, turns=1, shared=None):
+        """The rows of quantity `name` (made on the first call, the same ones after); `shared`:
+        one scratch row of another quantity's that serves as this one's unless it is kept."""
         if name not in self.made:
             if name in self.stored or always:
                 self.made[name] = self.held[name] = np.empty((self.timesteps, *self.shape), self.dtype)
             else:
-                self.made[name] = _Scratch(np.empty((turns, *self.shape), self.dtype))
+                scratch = np.empty((turns, *self.shape), self.dtype) if shared is None else shared
+                self.made[name] = _Scratch(scratch)
         return self.made[name]
 
 
@@ -524,63 +550,92 @@ class _Scratch:
         return self.rows[t % len(self.rows)]
 
 
+def _block_of(rows, block):
+    """The batch rows `block` of every step's rows (time-major, or `_Scratch`), indexed by step."""
+    if isinstance(rows, _Scratch):
+        return _Scratch(rows.rows[:, block])
+    return rows[:, block]
+
+
 # The input projection x_t W is made for a block of steps at a time, so that a trace that does not
-# keep it never holds all of it: at most this many bytes (and at least one step).
+# keep it never holds all of it: at most this many bytes in all (and at least one step per block
+# of batch rows).
 PROJECTION_BLOCK_BYTES = 2**20
 
 
 class _InputProjection:
-    """x_t W (+ b) for the steps of one run, made a block of steps at a time.
+    """x_t W (+ b) for the steps of one run, made a block of steps at a time for each block of
+    batch rows (`parallel.blocks`).
 
-    `step(t)` is a private (batch, width) row holding x_t W + b, which the cell may overwrite
-    with its pre-activations. With `keeps_product` the products x_t W are also kept whole in
-    `product` (timesteps, batch, width). `block_product` makes one block's product, the same
-    way for the run and for a trace's replay: the same operands, shapes and blocks.
+    `blocks[k].step(t)` is a private row (rows of batch block k, width) holding x_t W + b, which
+    the cell may overwrite with its pre-activations. With `keeps_product` the products x_t W are
+    also kept whole in `product` (timesteps, batch, width). `block_product` makes one block's
+    product, the same way for the run and for a trace's replay: the same operands, shapes and
+    blocks.
     """
 
-    def __init__(self, layer, x, keeps_product):
-        self.layer, self.x = layer, x  # x: (timesteps, batch, input_dim), processing order
+    def __init__(self, layer, x, batch_blocks, keeps_product):
+        self.layer, self.x, self.batch_blocks = layer, x, batch_blocks  # x: time-major, processing order
         timesteps, batch = x.shape[:2]
         width = layer.kernel.shape[1]
         step_bytes = batch * width * layer.dtype.itemsize
-        self.block = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))
+        self.steps = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))  # per step block
         self.product = np.empty((timesteps, batch, width), layer.dtype) if keeps_product else None
-        self.rows = np.empty((self.block, batch, width), layer.dtype)  # (block, batch, width)
-        self.bias = layer._input_bias
-        self.first = None
+        self.blocks = [_BlockProjection(self, rows) for rows in batch_blocks]
 
-    def block_product(self, first, out):
-        """x_t W for the steps of the block starting at step `first`, into `out`."""
-        x = self.x[first : first + len(out)]
+    def block_product(self, first, rows, out):
+        """x_t W for batch rows `rows` of the steps from `first` on, into `out` (steps, rows, width)."""
+        x = self.x[first : first + len(out), rows]
         np.matmul(x.reshape(-1, x.shape[-1]), self.layer.kernel, out=out.reshape(-1, out.shape[-1]))
 
+    def whole(self):
+        """x_t W for every step and batch row (timesteps, batch, width), block by block."""
+        timesteps, batch = self.x.shape[:2]
+        out = np.empty((timesteps, batch, self.layer.kernel.shape[1]), self.layer.dtype)
+        for block in self.blocks:
+            for first in range(0, timesteps, self.steps):
+                rows = block.rows[: min(self.steps, timesteps - first)]
+                self.block_product(first, block.batch_rows, rows)
+                out[first : first + len(rows), block.batch_rows] = rows
+        return out
+
+
+class _BlockProjection:
+    """x_t W + b for one block of batch rows, a block of steps at a time (`_InputProjection`)."""
+
+    def __init__(self, projection, batch_rows):
+        self.projection, self.batch_rows = projection, batch_rows
+        width, dtype = projection.layer.kernel.shape[1], projection.layer.dtype
+        self.rows = np.empty((projection.steps, batch_rows.stop - batch_rows.start, width), dtype)
+        self.first = None
+
     def step(self, t):
-        first = t - t % self.block
+        projection = self.projection
+        first = t - t % projection.steps
         if first != self.first:
-            self.first, count = first, min(self.block, len(self.x) - first)
-            rows = self.rows[:count]
-            if self.product is None:
-                self.block_product(first, rows)
-            else:
-                self.block_product(first, self.product[first : first + count])
-                np.copyto(rows, self.product[first : first + count])
-            if self.bias is not None:
-                rows += self.bias
+            self.first = first
+            rows = self.rows[: min(projection.steps, len(projection.x) - first)]
+            projection.block_product(first, self.batch_rows, rows)
+            if projection.product is not None:
+                projection.product[first : first + len(rows), self.batch_rows] = rows
+            if projection.layer._input_bias is not None:
+                rows += projection.layer._input_bias
         return self.rows[t - first]
 
 
 class _Replay:
     """The pre-activation parts of a trace that did not keep them, recomputed when first asked
-    for, with the products its run made: x_t W block by block (`_InputProjection.block_product`)
-    and h_{t-1} U step by step from the h (and r) the trace holds (the cell's `_recurrent_part`).
-    Holds the run's input, time-major (read-only); computes both parts once, then keeps them."""
+    for, with the products its run made: x_t W block by block (`_InputProjection.whole`) and
+    h_{t-1} U step by step and block of batch rows by block from the h (and r) the trace holds
+    (the cell's `_recurrent_part`). Holds the run's input, time-major (read-only); computes both
+    parts once, then keeps them."""
 
-    def __init__(self, layer, inputs, held, h0):
+    def __init__(self, layer, x, batch_blocks, held, h0):
         self.layer, self.parts = layer, layer.PREACTIVATIONS
-        # What the trace holds, time-major; x copied unless the run already copied it.
-        self.x = np.array(inputs.x, order="C")
+        # What the trace holds, time-major: a copy of the run's input, and its rows.
+        self.x = np.array(x, order="C")
         self.x.flags.writeable = False
-        self.block = inputs.block
+        self.batch_blocks = batch_blocks
         self.held = {name: held[name] for name in layer.GATE_FIELDS + layer.STATES if name in held}
         self.h0 = h0
         self.done = {}
@@ -591,19 +646,16 @@ class _Replay:
         return self.done[name]
 
     def _input_part(self):
-        timesteps, batch, _ = self.x.shape
-        inputs = _InputProjection(self.layer, self.x, keeps_product=False)
-        out = np.empty((timesteps, batch, self.layer.kernel.shape[1]), self.layer.dtype)
-        for first in range(0, timesteps, self.block):
-            inputs.block_product(first, out[first : first + self.block])
-        return _frozen(out)
+        return _frozen(_InputProjection(self.layer, self.x, self.batch_blocks, keeps_product=False).whole())
 
     def _recurrent_part(self):
         h = self.held["h"]
         out = np.empty((*h.shape[:2], self.layer.recurrent_kernel.shape[1]), self.layer.dtype)
         for t in range(len(h)):
-            gates = {name: rows[t] for name, rows in self.held.items()}
-            self.layer._recurrent_part(self.h0 if t == 0 else h[t - 1], gates, out[t])
+            h_prev = self.h0 if t == 0 else h[t - 1]
+            for rows in self.batch_blocks:
+                gates = {name: held[t][rows] for name, held in self.held.items()}
+                self.layer._recurrent_part(h_prev[rows], gates, out[t][rows])
         return _frozen(out)
 
 
