@@ -122,3 +122,21 @@ def test_runs_in_several_threads_at_once_give_blas_back_after_the_last():
 def test_without_threadpoolctl_a_run_stays_in_one_block(monkeypatch):
     monkeypatch.setattr(parallel, "_limiters", {os.getpid(): None})
     assert parallel.blocks(3, 20) == [slice(0, 3)]
+
+
+REAL_CORES = parallel.cores  # before the fixture replaces it
+
+
+@pytest.mark.parametrize("setting, expected", [("1", 1), ("2", 2), ("64", None)])
+def test_reflstm_num_threads_caps_the_blocks(monkeypatch, setting, expected):
+    monkeypatch.setenv("REFLSTM_NUM_THREADS", setting)
+    available = len(os.sched_getaffinity(0))
+    assert REAL_CORES() == min(available, expected or available)
+
+
+@pytest.mark.parametrize("setting", ["0", "-1", "two", ""])
+def test_a_bad_reflstm_num_threads_is_refused(monkeypatch, setting):
+    monkeypatch.setenv("REFLSTM_NUM_THREADS", setting)
+    with pytest.raises(reflstm.ReflstmError, match=f"REFLSTM_NUM_THREADS: expected a whole number of threads, "
+                                                    f"1 or more, received {setting!r}"):
+        REAL_CORES()

@@ -15,13 +15,16 @@ to one thread per product (threadpoolctl), and given back its own setting when t
 ends. Another thread of the same process multiplying matrices meanwhile also gets one thread.
 
 Small steps stay in one block: below `MIN_BLOCK_VALUES` values per step and block, starting
-threads and sharing the GIL cost more than they save.
+threads and sharing the GIL cost more than they save. REFLSTM_NUM_THREADS=1 in the environment
+keeps every run in the calling thread (and BLAS as it is); REFLSTM_NUM_THREADS=N uses at most N.
 """
 
 import os
 import threading
 from contextlib import contextmanager
 from itertools import pairwise
+
+from reflstm.errors import refuse
 
 __all__ = ["blocks", "run"]
 
@@ -30,11 +33,18 @@ MIN_BLOCK_VALUES = 2**15
 
 
 def cores():
-    """The cores this process may run on."""
+    """The threads a run may use: the cores this process may run on, or fewer where the
+    environment variable REFLSTM_NUM_THREADS says so (1: every run in the calling thread)."""
     try:
-        return len(os.sched_getaffinity(0))
+        count = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        count = os.cpu_count() or 1
+    limit = os.environ.get("REFLSTM_NUM_THREADS")
+    if limit is None:
+        return count
+    if not limit.strip().isdigit() or int(limit) < 1:
+        raise refuse("REFLSTM_NUM_THREADS", "a whole number of threads, 1 or more", repr(limit))
+    return min(count, int(limit))
 
 
 def blocks(batch, width):

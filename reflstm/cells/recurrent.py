@@ -13,6 +13,8 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
   with ``zero_output_for_mask``;
 - what a call returns (``return_sequences``, ``return_state``) and what a trace holds (its
   ``keep``; every step writes straight into the rows of what is kept, scratch rows otherwise);
+- the batch: no sequence reads another, so a large batch runs as blocks of rows side by side,
+  each with its own loop over time in its own thread (`reflstm.cells.parallel`);
 - where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
   JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
   layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
