@@ -31,3 +31,11 @@ def test_report_benchmark_smoke(capsys):
     results = load("bench_report").main(["--quick"])
     assert {"trace", "build"} <= set(results[0]["median_s"]) and results[0]["size_mb"] > 0
     assert "size/npy" in capsys.readouterr().out
+
+
+def test_dask_benchmark_smoke(capsys):
+    """bench_dask --quick traces a small zarr store with 1 and 2 worker processes and 2 threads."""
+    results = load("bench_dask").main(["--quick"])
+    assert set(results["median_s"]) == {"1 process", "2 processes", "2 threads"}
+    assert results["bytes_per_sequence"] == 20 * (8 * 6 + 4) * 4
+    assert "scaling, 1 process / 2 processes" in capsys.readouterr().out
