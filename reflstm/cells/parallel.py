@@ -1,35 +1,97 @@
 """A batch's sequences side by side: the rows of a run split into blocks, one thread per block.
 
 Every sequence of a batch has its own recurrence; no row of a step reads another row. So
-`Recurrent._run` may run its loop over time for a block of batch rows at a time, each block in
-its own thread, and get, row for row, the very numbers one block would: every array operation of
-a step works row by row (the matrix products as well: a row of x W or h U is the same whatever
-other rows are multiplied beside it, and the trace's replay uses the same blocks anyway).
+`Recurrent._loop` runs its loop over time for a block of batch rows at a time, each block in its
+own thread, and every row goes through the same operations as in an unsplit run.
 
 What it buys: NumPy runs each array operation on one core, so a step's exp, tanh and products
-over batch × units values (most of a float64 step) use one core of several. It releases the
-GIL inside each operation, so two blocks in two threads use two cores. The matrix library
-(OpenBLAS, or whichever NumPy was built with) would start threads of its own for every product,
-and those, spinning while they wait, compete with ours; while blocks run side by side it is held
-to one thread per product (threadpoolctl), and given back its own setting when the last block
-ends. Another thread of the same process multiplying matrices meanwhile also gets one thread.
+over batch × units values (most of a float64 step) use one core of several. It releases the GIL
+inside each operation, so two blocks in two threads use two cores.
+
+The matrix library (OpenBLAS, or whichever NumPy was built with) would start threads of its own
+for every product, and those, spinning while they wait, compete with ours. So a run's products
+are made with the library held to one thread (threadpoolctl; refcounted, the library's own
+setting given back when the last run in any thread ends). That also fixes their last bits: a
+library's result can depend on how it splits a product among its threads and on how many rows
+go in together. With one thread and the same blocks a run's products come out the same every
+time, which is what lets a trace recompute its pre-activations bit for bit (`_Replay`, run with
+the same `Plan`). Between a run split in blocks and one unsplit (another machine's core count,
+REFLSTM_NUM_THREADS) they may differ in the last bits, as a batch chunked differently does.
 
 Small steps stay in one block: below `MIN_BLOCK_VALUES` values per step and block, starting
-threads and sharing the GIL cost more than they save. REFLSTM_NUM_THREADS=1 in the environment
-keeps every run in the calling thread (and BLAS as it is); REFLSTM_NUM_THREADS=N uses at most N.
+threads and sharing the GIL cost more than they save; and steps whose products are below
+`MIN_HELD_PRODUCT` multiply-adds leave the library alone (no library splits products that small,
+and holding it costs more than such a step). REFLSTM_NUM_THREADS=1 in the environment keeps
+every run in the calling thread; REFLSTM_NUM_THREADS=N uses at most N threads.
 """
 
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import pairwise
+from typing import NamedTuple
+
+import numpy as np
 
 from reflstm.errors import refuse
 
-__all__ = ["blocks", "run"]
+__all__ = ["Plan", "plan", "run"]
 
 # The least batch rows × step width (gates × units) that one block of a step computes.
 MIN_BLOCK_VALUES = 2**15
+# The least multiply-adds of a step's products (x_t W and h_{t-1} U) for which BLAS is held.
+MIN_HELD_PRODUCT = 2**16
+
+
+class Plan(NamedTuple):
+    """How a run of a batch goes: its blocks of batch rows, and whether BLAS is held to one thread."""
+
+    blocks: list
+    holds_blas: bool
+
+
+def plan(batch, width, depth):
+    """The `Plan` of a run over `batch` rows whose step is `width` values wide (gates × units) and
+    multiplies each row by `depth` numbers in all (input_dim + units).
+
+    One block per core while every block computes at least `MIN_BLOCK_VALUES` values a step, else
+    one block; BLAS held when there are several blocks or a step's products reach
+    `MIN_HELD_PRODUCT` multiply-adds. Without threadpoolctl (or a BLAS it can see): one block,
+    BLAS as it is.
+    """
+    if _blas() is None:
+        return Plan([slice(0, batch)], False)
+    count = max(1, min(cores(), batch * width // MIN_BLOCK_VALUES, batch))
+    edges = [batch * k // count for k in range(count + 1)]
+    holds = count > 1 or batch * width * depth >= MIN_HELD_PRODUCT
+    return Plan([slice(lo, hi) for lo, hi in pairwise(edges)], holds)
+
+
+def run(the_plan, work, arguments):
+    """work(*a) for each a in `arguments` (one per block of `the_plan`), each in its own thread
+    (the first in this one), under the plan's hold on BLAS and this thread's NumPy error
+    settings (np.errstate). Raises what any of them raised, once all have ended."""
+    with _one_blas_thread() if the_plan.holds_blas else nullcontext():
+        if len(arguments) == 1:
+            work(*arguments[0])
+            return
+        errors, settings, call = [], np.geterr(), np.geterrcall()
+
+        def guarded(*a):
+            try:
+                with np.errstate(call=call, **settings):  # a new thread starts with NumPy's defaults
+                    work(*a)
+            except BaseException as error:  # noqa: BLE001 -- raised again in the calling thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=guarded, args=a, daemon=True) for a in arguments[1:]]
+        for thread in threads:
+            thread.start()
+        guarded(*arguments[0])
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def cores():
@@ -42,79 +104,59 @@ def cores():
     limit = os.environ.get("REFLSTM_NUM_THREADS")
     if limit is None:
         return count
-    if not limit.strip().isdigit() or int(limit) < 1:
+    if not (limit.isascii() and limit.strip().isdigit()) or int(limit) < 1:
         raise refuse("REFLSTM_NUM_THREADS", "a whole number of threads, 1 or more", repr(limit))
     return min(count, int(limit))
 
 
-def blocks(batch, width):
-    """The batch rows of each block, as slices: one block per core while every block computes at
-    least `MIN_BLOCK_VALUES` values a step (batch rows × width), else one block."""
-    count = max(1, min(cores(), batch * width // MIN_BLOCK_VALUES, batch))
-    if count > 1 and _blas_limiter() is None:
-        count = 1  # without a way to hold BLAS to one thread, threads of ours only slow it down
-    edges = [batch * k // count for k in range(count + 1)]
-    return [slice(lo, hi) for lo, hi in pairwise(edges)]
-
-
-def run(work, arguments):
-    """work(*a) for each a in `arguments`, each in its own thread (the first in this one), and
-    BLAS held to one thread while more than one runs. Raises what any of them raised."""
-    if len(arguments) == 1:
-        work(*arguments[0])
-        return
-    errors = []
-
-    def guarded(*a):
-        try:
-            work(*a)
-        except BaseException as error:  # raised again in the calling thread
-            errors.append(error)
-
-    with _one_blas_thread():
-        threads = [threading.Thread(target=guarded, args=a, daemon=True) for a in arguments[1:]]
-        for thread in threads:
-            thread.start()
-        guarded(*arguments[0])
-        for thread in threads:
-            thread.join()
-    if errors:
-        raise errors[0]
-
-
 _lock = threading.Lock()
-_limiters = {}  # process id -> threadpoolctl controller of the BLAS libraries, or None
-_active = {"runs": 0, "limit": None}
+_controllers = {}  # process id -> threadpoolctl controller of the BLAS libraries, or None
+_held = {"runs": 0, "limiter": None}
 
 
-def _blas_limiter():
-    """This process's threadpoolctl view of the BLAS libraries NumPy uses, or None without
-    threadpoolctl (looked up once per process: a forked child looks again)."""
+def _blas():
+    """This process's threadpoolctl controller of the BLAS libraries NumPy uses; None without
+    threadpoolctl or without a BLAS it can see. Looked up once per process."""
     pid = os.getpid()
     with _lock:
-        if pid not in _limiters:
+        if pid not in _controllers:
             try:
                 from threadpoolctl import ThreadpoolController
             except ImportError:
-                _limiters[pid] = None
+                _controllers[pid] = None
             else:
-                _limiters[pid] = ThreadpoolController().select(user_api="blas")
-        return _limiters[pid]
+                controller = ThreadpoolController().select(user_api="blas")
+                _controllers[pid] = controller if controller.lib_controllers else None
+        return _controllers[pid]
 
 
 @contextmanager
 def _one_blas_thread():
     """BLAS on one thread from the first concurrent run's start to the last one's end."""
-    limiter = _blas_limiter()
+    blas = _blas()
     with _lock:
-        if _active["runs"] == 0:
-            _active["limit"] = limiter.limit(limits=1)
-        _active["runs"] += 1
+        if _held["runs"] == 0:
+            _held["limiter"] = blas.limit(limits=1)
+        _held["runs"] += 1
     try:
         yield
     finally:
         with _lock:
-            _active["runs"] -= 1
-            if _active["runs"] == 0:
-                _active["limit"].restore_original_limits()
-                _active["limit"] = None
+            _held["runs"] -= 1
+            if _held["runs"] == 0:
+                _held["limiter"].restore_original_limits()
+                _held["limiter"] = None
+
+
+def _forked_child():
+    """In a child forked while a run held BLAS (in another thread): the child has no such run,
+    so it gives BLAS back its setting and starts counting afresh (with a lock of its own)."""
+    global _lock
+    _lock = threading.Lock()
+    if _held["limiter"] is not None:
+        _held["limiter"].restore_original_limits()
+    _held.update(runs=0, limiter=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked_child)

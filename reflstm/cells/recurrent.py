@@ -14,7 +14,8 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
 - what a call returns (``return_sequences``, ``return_state``) and what a trace holds (its
   ``keep``; every step writes straight into the rows of what is kept, scratch rows otherwise);
 - the batch: no sequence reads another, so a large batch runs as blocks of rows side by side,
-  each with its own loop over time in its own thread (`reflstm.cells.parallel`);
+  each with its own loop over time in its own thread, and the matrix products on one BLAS
+  thread (`reflstm.cells.parallel`);
 - where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
   JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
   layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
@@ -29,7 +30,10 @@ A cell subclass provides its equations (in `reflstm.cells.equations`) through:
     _input_bias     the bias added to x_t W, or None
     _step(x_part, states, h_U, out): one step from x_part = x_t W + b (a private row it may
                     overwrite); h_U receives the recurrent part, `out` the rows of GATE_FIELDS
-                    then STATES
+                    then STATES. A gate row that is not kept may be h_U's own block of that
+                    gate (k-th gate, k-th block of `units` columns) when h_U is not kept either:
+                    so the step must be done reading each block of h_U before it writes that
+                    block's gate (the LSTM, GRU and SimpleRNN steps are)
     _recurrent_part(h_prev, gates, out): the recurrent part again, with the step's own
                     products, for a trace that did not keep it (`_Replay`); by default
                     h_{t-1} U
@@ -305,8 +309,8 @@ class Recurrent:
         kept = () if keep is None else keep
         # Every step's output is kept for return_sequences and for a trace that keeps it.
         wants_outputs = self.return_sequences or "output" in kept
-        blocks = parallel.blocks(batch, self.kernel.shape[1])
-        held, output, states = self._loop(x, start, step_mask, kept, wants_outputs, blocks)
+        the_plan = parallel.plan(batch, self.kernel.shape[1], self.input_dim + self.units)
+        held, output, states = self._loop(x, start, step_mask, kept, wants_outputs, the_plan)
 
         outputs = held.get("output")
         if self._mask_rule()[2] and step_mask is not None:
@@ -324,20 +328,20 @@ class Recurrent:
             return sequence, output, states, None
         replay = None
         if all(name in kept for name in self._replay_needs()):
-            replay = _Replay(self, x, blocks, held, start[0])
+            replay = _Replay(self, x, the_plan, held, start[0])
         trace = self._trace({name: held[name].transpose(1, 0, 2) for name in kept}, start=start,
                             mask=None if mask is None else np.array(mask), replay=replay)
         return sequence, output, states, trace
 
-    def _loop(self, x, start, step_mask, kept, wants_outputs, blocks):
+    def _loop(self, x, start, step_mask, kept, wants_outputs, the_plan):
         """The loop over time: (held, last output, final states).
 
         Every step writes its quantities straight into preallocated rows, time-major: the rows of
         a kept quantity (`_Rows`), scratch rows otherwise (freed when the loop returns). `held`
-        has the rows of every name in `kept`, and of "output" when `wants_outputs`, as
-        (timesteps, batch, ...) arrays; a trace's arrays are batch-major views of them. Each
-        block of batch rows (`blocks`) runs its own loop over time, side by side
-        (`reflstm.cells.parallel`).
+        maps every name in `kept`, and "output" when `wants_outputs`, to its (timesteps, batch,
+        ...) array (and the other pre-activation names to None); a trace's arrays are batch-major
+        views of them. Each block of batch rows of `the_plan` (`reflstm.cells.parallel`) runs its
+        own loop over time, side by side.
         """
         timesteps, batch = x.shape[:2]
         units, dtype, width = self.units, self.dtype, self.kernel.shape[1]
@@ -353,23 +357,25 @@ class Recurrent:
         else:
             outputs = rows.of("output", always=wants_outputs, turns=2)
         # A gate nobody keeps is written over its own block of h_{t-1} U when nobody keeps that
-        # either (each step reads a block of h_U before it writes that block's gate).
+        # either (the cells' contract, in the module docstring).
         shared = h_U.rows if isinstance(h_U, _Scratch) else None
-        gate_rows = [rows.of(name, shared=None if shared is None else shared[..., k * units : (k + 1) * units])
-                     for k, name in enumerate(self.GATE_FIELDS)]
+        gate_rows = [
+            rows.of(name, shared=None if shared is None else shared[..., k * units : (k + 1) * units])
+            for k, name in enumerate(self.GATE_FIELDS)
+        ]
         state_rows = [rows.of(name, turns=2) for name in self.STATES]
-        inputs = _InputProjection(self, x, blocks, keeps_product=self.PREACTIVATIONS[0] in kept)
+        inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
         cell_step = self._step  # looked up once: the loop runs it every step
 
-        def run_rows(block, projection):
-            """The loop over time for the batch rows `block`: they read no other row."""
-            gates = [_block_of(r, block) for r in gate_rows]
-            new_state = [_block_of(r, block) for r in state_rows]
-            out, h_part = _block_of(outputs, block), _block_of(h_U, block)
-            masks = None if step_mask is None else step_mask[:, block]
-            states = tuple(s[block] for s in start)
-            # Keras's "previous output" before step 0 (read at masked steps): zeros, or h0 on JAX's
-            # rolled loop (_mask_rule).
+        def run_rows(batch_rows, projection):
+            """The loop over time for `batch_rows` (a slice): they read no other row."""
+            gates = [_rows_of(r, batch_rows) for r in gate_rows]
+            new_state = [_rows_of(r, batch_rows) for r in state_rows]
+            out, h_part = _rows_of(outputs, batch_rows), _rows_of(h_U, batch_rows)
+            masks = None if step_mask is None else step_mask[:, batch_rows]
+            states = tuple(s[batch_rows] for s in start)
+            # Keras's "previous output" before step 0, read only at masked steps (so no zeros
+            # are made without a mask): zeros, or h0 on JAX's rolled loop (_mask_rule).
             output = states[0] if starts_at_h0 or masks is None else np.zeros_like(states[0])
             for t in range(timesteps):
                 new_states = [r[t] for r in new_state]
@@ -385,7 +391,7 @@ class Recurrent:
                     np.copyto(out[t], 0 if zero_masked else output, where=skipped)
                 states, output = tuple(new_states), out[t]
 
-        parallel.run(run_rows, list(zip(blocks, inputs.blocks)))
+        parallel.run(the_plan, run_rows, [(rows, _BlockProjection(inputs, rows)) for rows in the_plan.blocks])
         held = {**rows.held, **part_rows.held, self.PREACTIVATIONS[0]: inputs.product}
         if wants_outputs:
             held["output"] = outputs
@@ -552,113 +558,111 @@ class _Scratch:
         return self.rows[t % len(self.rows)]
 
 
-def _block_of(rows, block):
-    """The batch rows `block` of every step's rows (time-major, or `_Scratch`), indexed by step."""
+def _rows_of(rows, batch_rows):
+    """`batch_rows` (a slice) of every step's rows (time-major, or `_Scratch`), indexed by step."""
     if isinstance(rows, _Scratch):
-        return _Scratch(rows.rows[:, block])
-    return rows[:, block]
+        return _Scratch(rows.rows[:, batch_rows])
+    return rows[:, batch_rows]
 
 
-# The input projection x_t W is made for a block of steps at a time, so that a trace that does not
-# keep it never holds all of it: at most this many bytes in all (and at least one step per block
-# of batch rows).
+# The input projection x_t W is made for a run of steps at a time, so that a trace that does not
+# keep it never holds all of it: at most this many bytes in all (and at least one step for each
+# block of batch rows).
 PROJECTION_BLOCK_BYTES = 2**20
 
 
 class _InputProjection:
-    """x_t W (+ b) for the steps of one run, made a block of steps at a time for each block of
-    batch rows (`parallel.blocks`).
+    """x_t W (+ b) for the steps of one run, made `steps` steps at a time for each block of batch
+    rows (`_BlockProjection`).
 
-    `blocks[k].step(t)` is a private row (rows of batch block k, width) holding x_t W + b, which
-    the cell may overwrite with its pre-activations. With `keeps_product` the products x_t W are
-    also kept whole in `product` (timesteps, batch, width). `block_product` makes one block's
-    product, the same way for the run and for a trace's replay: the same operands, shapes and
-    blocks.
+    With `keeps_product` the products x_t W are also kept whole in `product` (timesteps, batch,
+    width). `product_of` makes the product of some steps and batch rows, the same way for the run
+    and for a trace's replay: the same operands, shapes and runs of steps.
     """
 
-    def __init__(self, layer, x, batch_blocks, keeps_product):
-        self.layer, self.x, self.batch_blocks = layer, x, batch_blocks  # x: time-major, processing order
+    def __init__(self, layer, x, keeps_product):
+        self.layer, self.x = layer, x  # x: (timesteps, batch, input_dim), processing order
         timesteps, batch = x.shape[:2]
-        width = layer.kernel.shape[1]
-        step_bytes = batch * width * layer.dtype.itemsize
-        self.steps = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))  # per step block
-        self.product = np.empty((timesteps, batch, width), layer.dtype) if keeps_product else None
-        self.blocks = [_BlockProjection(self, rows) for rows in batch_blocks]
+        self.width = layer.kernel.shape[1]
+        step_bytes = max(1, batch * self.width * layer.dtype.itemsize)
+        self.steps = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))
+        self.product = np.empty((timesteps, batch, self.width), layer.dtype) if keeps_product else None
 
-    def block_product(self, first, rows, out):
-        """x_t W for batch rows `rows` of the steps from `first` on, into `out` (steps, rows, width)."""
-        x = self.x[first : first + len(out), rows]
+    def product_of(self, first, batch_rows, out):
+        """x_t W for `batch_rows` (a slice) of the steps from `first` on, into `out` (steps, rows, width)."""
+        x = self.x[first : first + len(out), batch_rows]
         np.matmul(x.reshape(-1, x.shape[-1]), self.layer.kernel, out=out.reshape(-1, out.shape[-1]))
 
-    def whole(self):
-        """x_t W for every step and batch row (timesteps, batch, width), block by block."""
-        timesteps, batch = self.x.shape[:2]
-        out = np.empty((timesteps, batch, self.layer.kernel.shape[1]), self.layer.dtype)
-        for block in self.blocks:
-            for first in range(0, timesteps, self.steps):
-                rows = block.rows[: min(self.steps, timesteps - first)]
-                self.block_product(first, block.batch_rows, rows)
-                out[first : first + len(rows), block.batch_rows] = rows
-        return out
+    def whole(self, batch_rows, out):
+        """x_t W of every step for `batch_rows`, into those rows of `out` (timesteps, batch, width)."""
+        timesteps = len(self.x)
+        made = np.empty((self.steps, batch_rows.stop - batch_rows.start, self.width), self.layer.dtype)
+        for first in range(0, timesteps, self.steps):
+            made = made[: min(self.steps, timesteps - first)]
+            self.product_of(first, batch_rows, made)
+            out[first : first + len(made), batch_rows] = made
 
 
 class _BlockProjection:
-    """x_t W + b for one block of batch rows, a block of steps at a time (`_InputProjection`)."""
+    """x_t W + b for one block of batch rows: `step(t)` is a private (rows, width) row, which the
+    cell may overwrite with its pre-activations."""
 
-    def __init__(self, projection, batch_rows):
-        self.projection, self.batch_rows = projection, batch_rows
-        width, dtype = projection.layer.kernel.shape[1], projection.layer.dtype
-        self.rows = np.empty((projection.steps, batch_rows.stop - batch_rows.start, width), dtype)
-        self.first = None
+    def __init__(self, inputs, batch_rows):
+        self.inputs, self.batch_rows = inputs, batch_rows
+        self.rows = np.empty((inputs.steps, batch_rows.stop - batch_rows.start, inputs.width), inputs.layer.dtype)
+        self.first = None  # the first step of the run of steps in `rows`
 
     def step(self, t):
-        projection = self.projection
-        first = t - t % projection.steps
+        inputs = self.inputs
+        first = t - t % inputs.steps
         if first != self.first:
             self.first = first
-            rows = self.rows[: min(projection.steps, len(projection.x) - first)]
-            projection.block_product(first, self.batch_rows, rows)
-            if projection.product is not None:
-                projection.product[first : first + len(rows), self.batch_rows] = rows
-            if projection.layer._input_bias is not None:
-                rows += projection.layer._input_bias
+            rows = self.rows[: min(inputs.steps, len(inputs.x) - first)]
+            inputs.product_of(first, self.batch_rows, rows)
+            if inputs.product is not None:
+                inputs.product[first : first + len(rows), self.batch_rows] = rows
+            if inputs.layer._input_bias is not None:
+                rows += inputs.layer._input_bias
         return self.rows[t - first]
 
 
 class _Replay:
     """The pre-activation parts of a trace that did not keep them, recomputed when first asked
-    for, with the products its run made: x_t W block by block (`_InputProjection.whole`) and
-    h_{t-1} U step by step and block of batch rows by block from the h (and r) the trace holds
-    (the cell's `_recurrent_part`). Holds the run's input, time-major (read-only); computes both
-    parts once, then keeps them."""
+    for, with the products its run made: x_t W (`_InputProjection`) and h_{t-1} U step by step
+    from the h (and r) the trace holds (the cell's `_recurrent_part`), block by block of the run's
+    `Plan`, under its hold on BLAS (see `reflstm.cells.parallel`). Holds the run's input,
+    time-major (read-only); computes both parts once, then keeps them."""
 
-    def __init__(self, layer, x, batch_blocks, held, h0):
-        self.layer, self.parts = layer, layer.PREACTIVATIONS
+    def __init__(self, layer, x, the_plan, held, h0):
+        self.layer, self.parts, self.plan = layer, layer.PREACTIVATIONS, the_plan
         # What the trace holds, time-major: a copy of the run's input, and its rows.
         self.x = np.array(x, order="C")
         self.x.flags.writeable = False
-        self.batch_blocks = batch_blocks
         self.held = {name: held[name] for name in layer.GATE_FIELDS + layer.STATES if name in held}
         self.h0 = h0
         self.done = {}
 
     def part(self, name):
         if not self.done:
-            self.done = dict(zip(self.parts, (self._input_part(), self._recurrent_part())))
+            timesteps, batch, _ = self.x.shape
+            width, dtype = self.layer.kernel.shape[1], self.layer.dtype
+            input_part, recurrent_part = (np.empty((timesteps, batch, width), dtype) for _ in range(2))
+            inputs = _InputProjection(self.layer, self.x, keeps_product=False)
+
+            def recompute(batch_rows):
+                inputs.whole(batch_rows, input_part)
+                self._recurrent_part(batch_rows, recurrent_part)
+
+            parallel.run(self.plan, recompute, [(rows,) for rows in self.plan.blocks])
+            self.done = dict(zip(self.parts, (_frozen(input_part), _frozen(recurrent_part))))
         return self.done[name]
 
-    def _input_part(self):
-        return _frozen(_InputProjection(self.layer, self.x, self.batch_blocks, keeps_product=False).whole())
-
-    def _recurrent_part(self):
+    def _recurrent_part(self, batch_rows, out):
         h = self.held["h"]
-        out = np.empty((*h.shape[:2], self.layer.recurrent_kernel.shape[1]), self.layer.dtype)
         for t in range(len(h)):
-            h_prev = self.h0 if t == 0 else h[t - 1]
-            for rows in self.batch_blocks:
-                gates = {name: held[t][rows] for name, held in self.held.items()}
-                self.layer._recurrent_part(h_prev[rows], gates, out[t][rows])
-        return _frozen(out)
+            h_prev = (self.h0 if t == 0 else h[t - 1])[batch_rows]
+            gates = {name: rows[t][batch_rows] for name, rows in self.held.items()}
+            self.layer._recurrent_part(h_prev, gates, out[t][batch_rows])
 
 
 def _frozen(time_major):
