@@ -221,8 +221,8 @@ def test_reflstm_num_threads_caps_the_threads(monkeypatch, setting, expected):
 def test_a_bad_reflstm_num_threads_is_refused(monkeypatch, setting):
     """Anything but a whole number of threads, 1 or more, is refused by name."""
     monkeypatch.setenv("REFLSTM_NUM_THREADS", setting)
-    with pytest.raises(reflstm.ReflstmError, match=f"REFLSTM_NUM_THREADS: expected a whole number of threads, "
-                                                    f"1 or more, received {re.escape(repr(setting))}"):
+    message = f"REFLSTM_NUM_THREADS: expected a whole number of threads, 1 or more, received {setting!r}"
+    with pytest.raises(reflstm.ReflstmError, match=re.escape(message)):
         REAL_CORES()
 
 

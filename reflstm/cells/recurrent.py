@@ -391,7 +391,8 @@ class Recurrent:
                     np.copyto(out[t], 0 if zero_masked else output, where=skipped)
                 states, output = tuple(new_states), out[t]
 
-        parallel.run(the_plan, run_rows, [(rows, _BlockProjection(inputs, rows)) for rows in the_plan.blocks])
+        blocks = [(rows, _BlockProjection(inputs, rows)) for rows in the_plan.blocks]
+        parallel.run(the_plan, run_rows, blocks)
         held = {**rows.held, **part_rows.held, self.PREACTIVATIONS[0]: inputs.product}
         if wants_outputs:
             held["output"] = outputs
@@ -609,7 +610,8 @@ class _BlockProjection:
 
     def __init__(self, inputs, batch_rows):
         self.inputs, self.batch_rows = inputs, batch_rows
-        self.rows = np.empty((inputs.steps, batch_rows.stop - batch_rows.start, inputs.width), inputs.layer.dtype)
+        shape = (inputs.steps, batch_rows.stop - batch_rows.start, inputs.width)
+        self.rows = np.empty(shape, inputs.layer.dtype)
         self.first = None  # the first step of the run of steps in `rows`
 
     def step(self, t):
