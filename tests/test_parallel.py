@@ -43,8 +43,8 @@ def blocks_of_one_or_two_rows(monkeypatch, request):
     monkeypatch.setattr(parallel, "cores", lambda: 2)
     real_plan = parallel.plan
 
-    def recorded_plan(batch, width, depth):
-        made = real_plan(batch, width, depth)
+    def recorded_plan(batch, width, largest_product):
+        made = real_plan(batch, width, largest_product)
         PLANS.append((batch, len(made.blocks)))
         return made
 
@@ -63,20 +63,20 @@ def held_threads():
 
 def test_blocks_cover_the_batch_in_order():
     """Blocks are consecutive slices of the batch, the larger last; one row is one block."""
-    assert parallel.plan(3, 20, 9).blocks == [slice(0, 1), slice(1, 3)]
-    assert parallel.plan(1, 20, 9).blocks == [slice(0, 1)]
+    assert parallel.plan(3, 20, 500).blocks == [slice(0, 1), slice(1, 3)]
+    assert parallel.plan(1, 20, 500).blocks == [slice(0, 1)]
 
 
 def test_large_batches_split_and_small_ones_do_not(monkeypatch):
     """One block per core while each block computes MIN_BLOCK_VALUES values a step."""
     monkeypatch.setattr(parallel, "MIN_BLOCK_VALUES", 2**15)
     monkeypatch.setattr(parallel, "cores", lambda: 4)
-    assert parallel.plan(512, 512, 160) == ([slice(128 * k, 128 * (k + 1)) for k in range(4)], True)
-    assert parallel.plan(64, 1024, 320).blocks == [slice(0, 32), slice(32, 64)]
-    assert parallel.plan(32, 256, 96) == ([slice(0, 32)], True)  # one block, products held
-    assert parallel.plan(3, 20, 9) == ([slice(0, 3)], False)  # too small to hold BLAS for
+    assert parallel.plan(512, 512, 2**24) == ([slice(128 * k, 128 * (k + 1)) for k in range(4)], True)
+    assert parallel.plan(64, 1024, 2**24).blocks == [slice(0, 32), slice(32, 64)]
+    assert parallel.plan(32, 256, 2**16) == ([slice(0, 32)], True)  # one block, products held
+    assert parallel.plan(3, 20, 2**16 - 1) == ([slice(0, 3)], False)  # too small to hold BLAS for
     monkeypatch.setattr(parallel, "cores", lambda: 1)
-    assert len(parallel.plan(512, 512, 160).blocks) == 1
+    assert len(parallel.plan(512, 512, 2**24).blocks) == 1
 
 
 def test_blas_is_held_to_one_thread_only_while_a_plan_holds_it():
@@ -89,6 +89,20 @@ def test_blas_is_held_to_one_thread_only_while_a_plan_holds_it():
     assert held_threads() == before
     parallel.run(parallel.Plan([slice(0, 1)], False), lambda: seen.append(held_threads()), [()])
     assert seen[-1] == before
+
+
+def test_blas_is_held_from_whichever_thread_a_run_starts_in():
+    """threadpoolctl lets only the first thread that changed OpenBLAS change it again; a run
+    started in another thread after one in this thread still holds BLAS to one thread."""
+    before = held_threads()
+    parallel.run(parallel.Plan([slice(0, 1)], True), lambda: None, [()])  # held from this thread
+    seen = []
+    held = parallel.Plan([slice(0, 1)], True)
+    other = threading.Thread(target=parallel.run, args=(held, lambda: seen.append(held_threads()), [()]))
+    other.start()
+    other.join()
+    assert seen == [[1] * len(before)]
+    assert held_threads() == before
 
 
 def test_an_error_in_a_block_is_raised_and_blas_given_back():
@@ -156,6 +170,36 @@ def test_replayed_preactivations_of_a_large_batch_are_the_recorded_ones(dtype):
     replayed = layer.trace(x, keep=("h",))
     np.testing.assert_array_equal(replayed.z_x, recorded.z_x)
     np.testing.assert_array_equal(replayed.z_h, recorded.z_h)
+
+
+def test_a_small_batch_of_long_sequences_replays_exactly_beside_a_held_run(monkeypatch):
+    """Batch 8 of 512 steps (float32): one block, but its input projection is a large product
+    (4096 × 64 by 64 × 64) that BLAS would split among its threads. It is held too, so a trace
+    made while another thread's run holds BLAS, and replayed after that run ended, recomputes
+    the very pre-activations a trace that kept them recorded."""
+    monkeypatch.setattr(parallel, "MIN_BLOCK_VALUES", 2**15)  # the real rule: one block here
+    rng = np.random.default_rng(1)
+    units, features = 16, 64
+    layer = reflstm.LSTM(rng.normal(size=(features, 4 * units)).astype("float32"),
+                         (0.1 * rng.normal(size=(units, 4 * units))).astype("float32"),
+                         rng.normal(size=4 * units).astype("float32"))
+    x = rng.normal(size=(8, 512, features)).astype("float32")
+    started, release = threading.Event(), threading.Event()
+
+    def held_run():
+        started.set()
+        release.wait(30)
+
+    other = threading.Thread(target=parallel.run, args=(parallel.Plan([slice(0, 1)], True), held_run, [()]))
+    other.start()
+    started.wait(30)
+    recorded = layer.trace(x, keep=("h", "c", "z_x", "z_h"))
+    replaying = layer.trace(x, keep=("h", "c"))
+    release.set()
+    other.join()
+    assert PLANS[-1] == (8, 1)
+    np.testing.assert_array_equal(replaying.z_x, recorded.z_x)
+    np.testing.assert_array_equal(replaying.z_h, recorded.z_h)
 
 
 def test_a_forked_child_gives_blas_back_and_counts_afresh():
@@ -230,4 +274,4 @@ def test_without_threadpoolctl_a_run_stays_in_one_block_and_leaves_blas_alone(mo
     """Without a way to hold BLAS (no threadpoolctl, or no BLAS it can see), threads of ours
     would only compete with BLAS's: one block."""
     monkeypatch.setattr(parallel, "_controllers", {os.getpid(): None})
-    assert parallel.plan(3, 20, 9) == ([slice(0, 3)], False)
+    assert parallel.plan(3, 20, 2**24) == ([slice(0, 3)], False)

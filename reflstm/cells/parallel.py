@@ -19,9 +19,10 @@ the same `Plan`). Between a run split in blocks and one unsplit (another machine
 REFLSTM_NUM_THREADS) they may differ in the last bits, as a batch chunked differently does.
 
 Small steps stay in one block: below `MIN_BLOCK_VALUES` values per step and block, starting
-threads and sharing the GIL cost more than they save; and steps whose products are below
-`MIN_HELD_PRODUCT` multiply-adds leave the library alone (no library splits products that small,
-and holding it costs more than such a step). REFLSTM_NUM_THREADS=1 in the environment keeps
+threads and sharing the GIL cost more than they save; and a run whose every product is below
+`MIN_HELD_PRODUCT` multiply-adds leaves the library alone (no library splits products that
+small, so their bits do not depend on its threads, and holding it would cost more than such a
+product). REFLSTM_NUM_THREADS=1 in the environment keeps
 every run in the calling thread; REFLSTM_NUM_THREADS=N uses at most N threads.
 """
 
@@ -39,7 +40,8 @@ __all__ = ["Plan", "plan", "run"]
 
 # The least batch rows × step width (gates × units) that one block of a step computes.
 MIN_BLOCK_VALUES = 2**15
-# The least multiply-adds of a step's products (x_t W and h_{t-1} U) for which BLAS is held.
+# The least multiply-adds of a run's largest product for which BLAS is held (OpenBLAS splits
+# none below 4 * 65536).
 MIN_HELD_PRODUCT = 2**16
 
 
@@ -50,20 +52,19 @@ class Plan(NamedTuple):
     holds_blas: bool
 
 
-def plan(batch, width, depth):
+def plan(batch, width, largest_product):
     """The `Plan` of a run over `batch` rows whose step is `width` values wide (gates × units) and
-    multiplies each row by `depth` numbers in all (input_dim + units).
+    whose largest matrix product is `largest_product` multiply-adds.
 
     One block per core while every block computes at least `MIN_BLOCK_VALUES` values a step, else
-    one block; BLAS held when there are several blocks or a step's products reach
-    `MIN_HELD_PRODUCT` multiply-adds. Without threadpoolctl (or a BLAS it can see): one block,
-    BLAS as it is.
+    one block; BLAS held when there are several blocks or the largest product reaches
+    `MIN_HELD_PRODUCT`. Without threadpoolctl (or a BLAS it can see): one block, BLAS as it is.
     """
     if _blas() is None:
         return Plan([slice(0, batch)], False)
     count = max(1, min(cores(), batch * width // MIN_BLOCK_VALUES, batch))
     edges = [batch * k // count for k in range(count + 1)]
-    holds = count > 1 or batch * width * depth >= MIN_HELD_PRODUCT
+    holds = count > 1 or largest_product >= MIN_HELD_PRODUCT
     return Plan([slice(lo, hi) for lo, hi in pairwise(edges)], holds)
 
 
@@ -91,7 +92,7 @@ def run(the_plan, work, arguments):
         for thread in threads:
             thread.join()
     if errors:
-        raise errors[0]
+        raise errors.pop()  # no local name: the traceback would hold it in a cycle
 
 
 def cores():
@@ -132,11 +133,12 @@ def _blas():
 
 @contextmanager
 def _one_blas_thread():
-    """BLAS on one thread from the first concurrent run's start to the last one's end."""
+    """BLAS on one thread from the first concurrent run's start to the last one's end (which may
+    be in another thread than the start)."""
     blas = _blas()
     with _lock:
         if _held["runs"] == 0:
-            _held["limiter"] = blas.limit(limits=1)
+            _held["limiter"] = _from_any_thread(lambda: blas.limit(limits=1))
         _held["runs"] += 1
     try:
         yield
@@ -144,8 +146,25 @@ def _one_blas_thread():
         with _lock:
             _held["runs"] -= 1
             if _held["runs"] == 0:
-                _held["limiter"].restore_original_limits()
+                _from_any_thread(_held["limiter"].restore_original_limits)
                 _held["limiter"] = None
+
+
+def _from_any_thread(change):
+    """change() of BLAS's thread count, from whichever thread this is. threadpoolctl lets only
+    one thread change OpenBLAS's shared pool (the first that did, until released) and silently
+    ignores the others; reflstm's changes are already one at a time (under `_lock`), so it
+    releases that claim before and after each of them."""
+    from threadpoolctl import OpenBLASController
+
+    release = getattr(OpenBLASController, "clear_controlling_thread", None)  # where it has that claim
+    if release is not None:
+        release(force=True)
+    try:
+        return change()
+    finally:
+        if release is not None:
+            release(force=True)
 
 
 def _forked_child():

@@ -14,8 +14,8 @@ keras/src/backend/tensorflow/rnn.py) owns everything else. Here that loop is `Re
 - what a call returns (``return_sequences``, ``return_state``) and what a trace holds (its
   ``keep``; every step writes straight into the rows of what is kept, scratch rows otherwise);
 - the batch: no sequence reads another, so a large batch runs as blocks of rows side by side,
-  each with its own loop over time in its own thread, and the matrix products on one BLAS
-  thread (`reflstm.cells.parallel`);
+  each with its own loop over time in its own thread, and products large enough for BLAS to
+  split are made on one BLAS thread (`reflstm.cells.parallel`);
 - where Keras's loops differ (``keras_backend``, with ``unroll``; see `Recurrent._mask_rule`): on
   JAX the output at masked steps before the first unmasked one is h0, not zeros, unless the
   layer is unrolled, and then ``zero_output_for_mask`` is ignored; unrolled TensorFlow applies
@@ -309,8 +309,9 @@ class Recurrent:
         kept = () if keep is None else keep
         # Every step's output is kept for return_sequences and for a trace that keeps it.
         wants_outputs = self.return_sequences or "output" in kept
-        the_plan = parallel.plan(batch, self.kernel.shape[1], self.input_dim + self.units)
-        held, output, states = self._loop(x, start, step_mask, kept, wants_outputs, the_plan)
+        inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
+        the_plan = parallel.plan(batch, inputs.width, inputs.largest_product())
+        held, output, states = self._loop(inputs, start, step_mask, kept, wants_outputs, the_plan)
 
         outputs = held.get("output")
         if self._mask_rule()[2] and step_mask is not None:
@@ -333,7 +334,7 @@ class Recurrent:
                             mask=None if mask is None else np.array(mask), replay=replay)
         return sequence, output, states, trace
 
-    def _loop(self, x, start, step_mask, kept, wants_outputs, the_plan):
+    def _loop(self, inputs, start, step_mask, kept, wants_outputs, the_plan):
         """The loop over time: (held, last output, final states).
 
         Every step writes its quantities straight into preallocated rows, time-major: the rows of
@@ -343,8 +344,8 @@ class Recurrent:
         views of them. Each block of batch rows of `the_plan` (`reflstm.cells.parallel`) runs its
         own loop over time, side by side.
         """
-        timesteps, batch = x.shape[:2]
-        units, dtype, width = self.units, self.dtype, self.kernel.shape[1]
+        timesteps, batch = inputs.x.shape[:2]
+        units, dtype, width = self.units, self.dtype, inputs.width
         starts_at_h0, zero_masked, _ = self._mask_rule()
         stored = set(kept)
         if wants_outputs and step_mask is None:
@@ -364,7 +365,6 @@ class Recurrent:
             for k, name in enumerate(self.GATE_FIELDS)
         ]
         state_rows = [rows.of(name, turns=2) for name in self.STATES]
-        inputs = _InputProjection(self, x, keeps_product=self.PREACTIVATIONS[0] in kept)
         cell_step = self._step  # looked up once: the loop runs it every step
 
         def run_rows(batch_rows, projection):
@@ -588,6 +588,12 @@ class _InputProjection:
         step_bytes = max(1, batch * self.width * layer.dtype.itemsize)
         self.steps = max(1, min(timesteps, PROJECTION_BLOCK_BYTES // step_bytes))
         self.product = np.empty((timesteps, batch, self.width), layer.dtype) if keeps_product else None
+
+    def largest_product(self):
+        """The multiply-adds of the largest matrix product of the run: x_t W for `steps` steps,
+        or h_{t-1} U (a cell's other products are no larger)."""
+        timesteps, batch, input_dim = self.x.shape
+        return max(self.steps * input_dim, self.layer.units) * batch * self.width
 
     def product_of(self, first, batch_rows, out):
         """x_t W for `batch_rows` (a slice) of the steps from `first` on, into `out` (steps, rows, width)."""

@@ -7,7 +7,8 @@ A trace holds the quantities its run was asked to keep (``layer.trace(x, keep=..
 default the gates, the states and the output) and nothing else. The pre-activation parts (an
 LSTM's ``z_x``, ``z_h``, a GRU's or SimpleRNN's ``input_part``, ``recurrent_part``) are kept only
 when named; otherwise a trace that holds ``h`` recomputes them when first asked, with the very
-products the run made (same operands, shapes and order; see `Recurrent._replay`), so they are
+products the run made (same operands, shapes, order and blocks of batch rows; see
+`reflstm.cells.recurrent._Replay`), so they are
 bit for bit what the step summed. Asking for a quantity a trace does not hold raises a
 `reflstm.errors.ReflstmError` that says how to keep it.
 """
