@@ -11,7 +11,8 @@ inside each operation, so two blocks in two threads use two cores.
 The matrix library (OpenBLAS, or whichever NumPy was built with) would start threads of its own
 for every product, and those, spinning while they wait, compete with ours. So a run's products
 are made with the library held to one thread (threadpoolctl; refcounted, the library's own
-setting given back when the last run in any thread ends). That also fixes their last bits: a
+setting given back when the last run in any thread ends). The setting is the process's: another
+thread's products meanwhile run on one thread too. That also fixes their last bits: a
 library's result can depend on how it splits a product among its threads and on how many rows
 go in together. With one thread and the same blocks a run's products come out the same every
 time, which is what lets a trace recompute its pre-activations bit for bit (`_Replay`, run with
