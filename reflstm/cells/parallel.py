@@ -21,10 +21,10 @@ REFLSTM_NUM_THREADS) they may differ in the last bits, as a batch chunked differ
 
 Small steps stay in one block: below `MIN_BLOCK_VALUES` values per step and block, starting
 threads and sharing the GIL cost more than they save; and a run whose every product is below
-`MIN_HELD_PRODUCT` multiply-adds leaves the library alone (no library splits products that
-small, so their bits do not depend on its threads, and holding it would cost more than such a
-product). REFLSTM_NUM_THREADS=1 in the environment keeps
-every run in the calling thread; REFLSTM_NUM_THREADS=N uses at most N threads.
+`MIN_HELD_PRODUCT` multiply-adds leaves the library alone (OpenBLAS splits no product below
+4 × 65,536, so such bits do not depend on its threads, and holding it would cost more than the
+product). REFLSTM_NUM_THREADS=1 in the environment keeps every run in the calling thread;
+REFLSTM_NUM_THREADS=N uses at most N threads.
 """
 
 import os
