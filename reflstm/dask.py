@@ -53,7 +53,7 @@ import dask.array as da
 from reflstm import __version__
 from reflstm.cells.recurrent import Recurrent
 from reflstm.errors import refuse
-from reflstm.models.layers import Bidirectional, BidirectionalTrace
+from reflstm.models.layers import Bidirectional
 from reflstm.models.model import Model
 
 __all__ = ["ModelFile", "Traces", "trace", "predict", "to_zarr", "from_zarr"]
@@ -283,14 +283,14 @@ def _probe_trace(made, inputs, keep):
 
 def _run_trace(made, arrays, keep):
     """{layer name (None for a lone layer): its trace} of `arrays` (the model's inputs)."""
-    options = {} if keep is None else {"keep": keep}
     if isinstance(made, Model):
-        return made.trace(arrays, **options)
+        return made.trace(arrays, keep=keep)
+    if isinstance(made, Bidirectional):  # the layer leaves its trace as in a model
+        traces = {}
+        made(arrays, [None], traces, keep=keep)
+        return traces
     (x,) = arrays
-    if isinstance(made, Bidirectional):  # as Bidirectional.__call__ traces its two layers
-        return {made.name: BidirectionalTrace(forward=made.forward.trace(x, **options),
-                                              backward=made.backward.trace(x, **options))}
-    return {None: made.trace(x, **options)}
+    return {None: made.trace(x, keep=keep)}
 
 
 def _directions(made):
@@ -316,9 +316,6 @@ def _check_keep(made, keep):
     if unknown:
         raise refuse("keep", f"quantities the traced layers have ({', '.join(sorted(every))})",
                      ", ".join(map(repr, unknown)))
-    runs = made.trace if isinstance(made, (Model, Recurrent)) else made.forward.trace
-    if "keep" not in inspect.signature(runs).parameters:
-        raise refuse("keep", "None (this reflstm's traces keep every quantity)", repr(keep))
     return keep
 
 

@@ -108,6 +108,23 @@ def test_trace_equals_model_trace_chunk_by_chunk(client, saved, name):
         assert np.array_equal(value, expected_by_chunk(model, arrays, key)), key
 
 
+def test_a_lone_bidirectional_layer_traces_as_keras_computes_it(client, saved):
+    """A model's Bidirectional layer traced alone over chunks (on two worker processes): the
+    forward h is Keras's layer output's first half, the backward h (processing order) its
+    second half reversed in time, to 1e-12 (float64; no padding, so Masking masks nothing)."""
+    keras_model, path = saved("bidirectional_concat")
+    x = np.random.default_rng(3).normal(0, 1, (SAMPLES,) + tuple(keras_model.inputs[0].shape[1:]))
+    keras = keras_module(3)
+    up_to_bi = keras.Model(keras_model.inputs, keras_model.get_layer("bi").output)
+    expected = keras_eager(up_to_bi, x)
+    layer = reflstm.load(path).layer("bi")
+    traces = client.compute(dict(rd.trace(layer, chunked([x])[0]))).result()
+    units = expected.shape[-1] // 2
+    np.testing.assert_allclose(traces["bi/forward/h"], expected[..., :units], rtol=TOLERANCE, atol=TOLERANCE)
+    np.testing.assert_allclose(traces["bi/backward/h"][:, ::-1], expected[..., units:], rtol=TOLERANCE,
+                               atol=TOLERANCE)
+
+
 def test_predict_equals_model_predict_chunk_by_chunk(client, saved):
     """predict over chunks is Model.predict of each chunk, exactly; two outputs stay two."""
     keras_model, path = saved("encoder_decoder")

@@ -273,5 +273,5 @@ def test_a_bad_reflstm_num_threads_is_refused(monkeypatch, setting):
 def test_without_threadpoolctl_a_run_stays_in_one_block_and_leaves_blas_alone(monkeypatch):
     """Without a way to hold BLAS (no threadpoolctl, or no BLAS it can see), threads of ours
     would only compete with BLAS's: one block."""
-    monkeypatch.setattr(parallel, "_controllers", {os.getpid(): None})
+    monkeypatch.setattr(parallel, "_blas", lambda: None)
     assert parallel.plan(3, 20, 2**24) == ([slice(0, 3)], False)

@@ -27,6 +27,7 @@ product). REFLSTM_NUM_THREADS=1 in the environment keeps every run in the callin
 REFLSTM_NUM_THREADS=N uses at most N threads.
 """
 
+import functools
 import os
 import threading
 from contextlib import contextmanager, nullcontext
@@ -112,24 +113,19 @@ def cores():
 
 
 _lock = threading.Lock()
-_controllers = {}  # process id -> threadpoolctl controller of the BLAS libraries, or None
 _held = {"runs": 0, "limiter": None}
 
 
+@functools.cache
 def _blas():
-    """This process's threadpoolctl controller of the BLAS libraries NumPy uses; None without
-    threadpoolctl or without a BLAS it can see. Looked up once per process."""
-    pid = os.getpid()
-    with _lock:
-        if pid not in _controllers:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                _controllers[pid] = None
-            else:
-                controller = ThreadpoolController().select(user_api="blas")
-                _controllers[pid] = controller if controller.lib_controllers else None
-        return _controllers[pid]
+    """The threadpoolctl controller of the BLAS libraries NumPy uses; None without threadpoolctl
+    or without a BLAS it can see. Looked up once (a forked child keeps it: the same libraries)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    controller = ThreadpoolController().select(user_api="blas")
+    return controller if controller.lib_controllers else None
 
 
 @contextmanager
@@ -174,7 +170,7 @@ def _forked_child():
     global _lock
     _lock = threading.Lock()
     if _held["limiter"] is not None:
-        _held["limiter"].restore_original_limits()
+        _from_any_thread(_held["limiter"].restore_original_limits)
     _held.update(runs=0, limiter=None)
 
 

@@ -314,7 +314,8 @@ class Recurrent:
         held, output, states = self._loop(inputs, start, step_mask, kept, wants_outputs, the_plan)
 
         outputs = held.get("output")
-        if self._mask_rule()[2] and step_mask is not None:
+        zero_after = self._mask_rule()[2]
+        if zero_after and step_mask is not None:
             # Unrolled TensorFlow and torch: zero_output_for_mask after the loop (see _mask_rule).
             output = np.where(step_mask[-1], output, 0)
             if wants_outputs:

@@ -8,9 +8,8 @@ default the gates, the states and the output) and nothing else. The pre-activati
 LSTM's ``z_x``, ``z_h``, a GRU's or SimpleRNN's ``input_part``, ``recurrent_part``) are kept only
 when named; otherwise a trace that holds ``h`` recomputes them when first asked, with the very
 products the run made (same operands, shapes, order and blocks of batch rows; see
-`reflstm.cells.recurrent._Replay`), so they are
-bit for bit what the step summed. Asking for a quantity a trace does not hold raises a
-`reflstm.errors.ReflstmError` that says how to keep it.
+`reflstm.cells.recurrent._Replay`), so they are bit for bit what the step summed. Asking for a
+quantity a trace does not hold raises a `reflstm.errors.ReflstmError` that says how to keep it.
 """
 
 import dataclasses
@@ -263,4 +262,3 @@ class SimpleRNNTrace(_Held):
         return Preactivation(
             input=x_part, recurrent=h_part, bias=self.bias, total=(x_part + self.bias) + h_part
         )
-

@@ -84,6 +84,7 @@ def model_dtype(model):
     lstms = [cell for layer in model.recurrent_layers.values() for _, cell in directions(layer)]
     return lstms[0].dtype if lstms else np.dtype("float32")
 
+
 def parse_keep(text, model, names):
     """--keep as names of quantities the traced layers have; None without it."""
     if text is None:
